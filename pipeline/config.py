@@ -1,0 +1,110 @@
+"""Frozen configuration, read from the environment in exactly one place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{key} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{key} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every tunable of Toonforge. Build with :meth:`from_env`; never mutate."""
+
+    # validate
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    min_side: int = 128
+    max_aspect: float = 4.0
+    working_max_side: int = 1024
+    # landmarks
+    min_face_px: int = 48
+    max_faces: int = 5
+    # export
+    default_height_mm: float = 100.0
+    min_height_mm: float = 20.0
+    max_height_mm: float = 400.0
+    # backends
+    default_backend: str = "cpu"
+    diffusion_model: str = ""
+    diffusion_lora: str = ""
+    diffusion_lora_scale: float = 0.8
+    diffusion_steps: int = 30
+    diffusion_strength: float = 0.55
+    diffusion_face_strength: float = 0.3
+    diffusion_guidance: float = 6.0
+    diffusion_fast: bool = False
+    diffusion_size: int = 1024
+    device: str = "auto"
+    cpu_offload: bool = False
+    vae_tiling: bool = False
+    # service
+    data_dir: Path = Path(tempfile.gettempdir()) / "toonforge"
+    result_ttl_s: int = 3600
+    max_disk_bytes: int = 2 * 1024 * 1024 * 1024
+    workers: int = max(1, min(4, os.cpu_count() or 1))
+    queue_size: int = 32
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            max_upload_bytes=_int(env, "TOONFORGE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            max_pixels=_int(env, "TOONFORGE_MAX_PIXELS", d.max_pixels),
+            min_side=_int(env, "TOONFORGE_MIN_SIDE", d.min_side),
+            max_aspect=_float(env, "TOONFORGE_MAX_ASPECT", d.max_aspect),
+            working_max_side=_int(env, "TOONFORGE_WORKING_MAX_SIDE", d.working_max_side),
+            min_face_px=_int(env, "TOONFORGE_MIN_FACE_PX", d.min_face_px),
+            max_faces=_int(env, "TOONFORGE_MAX_FACES", d.max_faces),
+            default_height_mm=_float(env, "TOONFORGE_HEIGHT_MM", d.default_height_mm),
+            default_backend=env.get("TOONFORGE_BACKEND", d.default_backend) or d.default_backend,
+            diffusion_model=env.get("TOONFORGE_DIFFUSION_MODEL", d.diffusion_model),
+            diffusion_lora=env.get("TOONFORGE_DIFFUSION_LORA", d.diffusion_lora),
+            diffusion_lora_scale=_float(env, "TOONFORGE_DIFFUSION_LORA_SCALE", d.diffusion_lora_scale),
+            diffusion_steps=_int(env, "TOONFORGE_DIFFUSION_STEPS", d.diffusion_steps),
+            diffusion_strength=_float(env, "TOONFORGE_DIFFUSION_STRENGTH", d.diffusion_strength),
+            diffusion_face_strength=_float(
+                env, "TOONFORGE_DIFFUSION_FACE_STRENGTH", d.diffusion_face_strength
+            ),
+            diffusion_guidance=_float(env, "TOONFORGE_DIFFUSION_GUIDANCE", d.diffusion_guidance),
+            diffusion_fast=_bool(env, "TOONFORGE_DIFFUSION_FAST", d.diffusion_fast),
+            diffusion_size=_int(env, "TOONFORGE_DIFFUSION_SIZE", d.diffusion_size),
+            device=env.get("TOONFORGE_DEVICE", d.device) or d.device,
+            cpu_offload=_bool(env, "TOONFORGE_CPU_OFFLOAD", d.cpu_offload),
+            vae_tiling=_bool(env, "TOONFORGE_VAE_TILING", d.vae_tiling),
+            data_dir=Path(env.get("TOONFORGE_DATA_DIR") or d.data_dir),
+            result_ttl_s=_int(env, "TOONFORGE_RESULT_TTL_S", d.result_ttl_s),
+            max_disk_bytes=_int(env, "TOONFORGE_MAX_DISK_BYTES", d.max_disk_bytes),
+            workers=_int(env, "TOONFORGE_WORKERS", d.workers),
+            queue_size=_int(env, "TOONFORGE_QUEUE_SIZE", d.queue_size),
+        )
