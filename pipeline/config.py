@@ -64,6 +64,11 @@ class Config:
     diffusion_guidance: float = 6.0
     diffusion_fast: bool = False
     diffusion_size: int = 1024
+    diffusion_variant: str = ""  # weights file variant, e.g. "fp16" (half the download)
+    diffusion_fast_lora: str = ""  # LCM-LoRA loaded in fast mode, e.g. latent-consistency/lcm-lora-sdxl
+    diffusion_fast_steps: int = 6
+    diffusion_fast_guidance: float = 1.0  # <= 1 disables classifier-free guidance
+    diffusion_gpu_duration: int = 60  # seconds requested per call on ZeroGPU
     device: str = "auto"
     cpu_offload: bool = False
     vae_tiling: bool = False
@@ -99,6 +104,15 @@ class Config:
             diffusion_guidance=_float(env, "TOONFORGE_DIFFUSION_GUIDANCE", d.diffusion_guidance),
             diffusion_fast=_bool(env, "TOONFORGE_DIFFUSION_FAST", d.diffusion_fast),
             diffusion_size=_int(env, "TOONFORGE_DIFFUSION_SIZE", d.diffusion_size),
+            diffusion_variant=env.get("TOONFORGE_DIFFUSION_VARIANT", d.diffusion_variant),
+            diffusion_fast_lora=env.get("TOONFORGE_DIFFUSION_FAST_LORA", d.diffusion_fast_lora),
+            diffusion_fast_steps=_int(env, "TOONFORGE_DIFFUSION_FAST_STEPS", d.diffusion_fast_steps),
+            diffusion_fast_guidance=_float(
+                env, "TOONFORGE_DIFFUSION_FAST_GUIDANCE", d.diffusion_fast_guidance
+            ),
+            diffusion_gpu_duration=_int(
+                env, "TOONFORGE_DIFFUSION_GPU_DURATION", d.diffusion_gpu_duration
+            ),
             device=env.get("TOONFORGE_DEVICE", d.device) or d.device,
             cpu_offload=_bool(env, "TOONFORGE_CPU_OFFLOAD", d.cpu_offload),
             vae_tiling=_bool(env, "TOONFORGE_VAE_TILING", d.vae_tiling),

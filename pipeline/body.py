@@ -1,0 +1,67 @@
+"""Turn a body template's primitives into meshes, in figure units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+from pipeline.templates import RGB, BodyTemplate, PartSpec
+
+
+@dataclass
+class FigurinePart:
+    """One named, coloured (or textured) closed mesh of the figurine."""
+
+    name: str
+    mesh: trimesh.Trimesh
+    rgb: RGB
+    textured: bool = False
+
+
+def _primitive(spec: PartSpec) -> trimesh.Trimesh:
+    s = spec.size
+    if spec.shape == "box":
+        return trimesh.creation.box(extents=s)
+    if spec.shape == "sphere":
+        return trimesh.creation.icosphere(subdivisions=3, radius=s[0])
+    if spec.shape == "ellipsoid":
+        mesh = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+        mesh.apply_scale(s)
+        return mesh
+    if spec.shape == "hull":
+        return trimesh.convex.convex_hull(np.array(spec.points))
+    # capsule and cylinder: size = (radius, height), axis along y
+    if spec.shape == "capsule":
+        mesh = trimesh.creation.capsule(height=s[1], radius=s[0], count=[24, 12])
+    else:
+        mesh = trimesh.creation.cylinder(radius=s[0], height=s[1], sections=48)
+    mesh.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
+    return mesh
+
+
+def _placed(spec: PartSpec, mirrored: bool) -> trimesh.Trimesh:
+    mesh = _primitive(spec)
+    if spec.scale != (1.0, 1.0, 1.0):
+        mesh.apply_scale(spec.scale)
+    rx, ry, rz = np.radians(spec.rotate_deg)
+    mesh.apply_transform(trimesh.transformations.euler_matrix(rx, ry, rz, axes="sxyz"))
+    mesh.apply_translation(spec.at)
+    if mirrored:
+        mesh.apply_transform(np.diag([-1.0, 1.0, 1.0, 1.0]))  # trimesh re-winds reflections
+    return mesh
+
+
+def build_body(template: BodyTemplate, skin: RGB, hair: RGB) -> list[FigurinePart]:
+    """Every part of the template as a closed mesh; mirrored parts get _left/_right names."""
+    colours = dict(template.palette, skin=skin, hair=hair)
+    parts: list[FigurinePart] = []
+    for spec in template.parts:
+        rgb = colours[spec.color]
+        if spec.mirror:
+            parts.append(FigurinePart(f"{spec.name}_left", _placed(spec, False), rgb))
+            parts.append(FigurinePart(f"{spec.name}_right", _placed(spec, True), rgb))
+        else:
+            parts.append(FigurinePart(spec.name, _placed(spec, False), rgb))
+    return parts

@@ -1,0 +1,119 @@
+"""Stage 5: write the figurine files: textured GLB, printable STL, preview render, report."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from PIL import Image
+
+from pipeline.body import FigurinePart
+from pipeline.fusion import FusionResult
+from pipeline.render import get_renderer
+
+GLB_NAME = "figurine.glb"
+STL_NAME = "figurine.stl"
+PREVIEW_NAME = "preview.png"
+STYLIZED_NAME = "stylized.png"
+REPORT_NAME = "report.json"
+
+# Figure space is y-up (glTF); slicers expect z-up.
+Y_UP_TO_Z_UP = trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0])
+
+
+@dataclass
+class ExportResult:
+    glb_path: Path
+    stl_path: Path
+    preview_path: Path
+    stylized_path: Path
+    height_mm: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def figure_scene(parts: list[FigurinePart], metres: float) -> trimesh.Scene:
+    """A glTF-ready scene with one named node per part, scaled to ``metres`` tall."""
+    scene = trimesh.Scene()
+    lo = np.min([p.mesh.bounds[0] for p in parts], axis=0)
+    hi = np.max([p.mesh.bounds[1] for p in parts], axis=0)
+    scale = metres / float(hi[1] - lo[1])
+    for part in parts:
+        mesh = part.mesh.copy()
+        if not part.textured:
+            mesh.visual = trimesh.visual.TextureVisuals(
+                material=trimesh.visual.material.PBRMaterial(
+                    name=part.name,
+                    baseColorFactor=[*part.rgb, 255],
+                    metallicFactor=0.0,
+                    roughnessFactor=0.7,
+                )
+            )
+        mesh.apply_translation([-(lo[0] + hi[0]) / 2, -lo[1], -(lo[2] + hi[2]) / 2])
+        mesh.apply_scale(scale)
+        scene.add_geometry(mesh, node_name=part.name, geom_name=part.name)
+    return scene
+
+
+def printable_solid(solid: trimesh.Trimesh, height_mm: float) -> trimesh.Trimesh:
+    """The fused solid in millimetres, z up, standing on z = 0, centred on the origin."""
+    mesh = solid.copy()
+    mesh.apply_transform(Y_UP_TO_Z_UP)
+    lo, hi = mesh.bounds
+    mesh.apply_translation([-(lo[0] + hi[0]) / 2, -(lo[1] + hi[1]) / 2, -lo[2]])
+    mesh.apply_scale(height_mm / float(hi[2] - lo[2]))
+    return mesh
+
+
+def export_figurine(
+    fusion: FusionResult,
+    stylized: np.ndarray,
+    out_dir: Path,
+    height_mm: float,
+) -> ExportResult:
+    """Write the GLB, STL, stylized image and preview render into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    renderer = get_renderer()
+
+    # The preview renders on its own thread while the mesh files are written here.
+    start = time.perf_counter()
+    preview_future = renderer.submit(fusion.parts)
+
+    t = time.perf_counter()
+    glb_path = out_dir / GLB_NAME
+    figure_scene(fusion.parts, height_mm / 1000.0).export(glb_path, file_type="glb")
+    timings["glb"] = (time.perf_counter() - t) * 1000
+
+    t = time.perf_counter()
+    stl_path = out_dir / STL_NAME
+    printable_solid(fusion.solid, height_mm).export(stl_path, file_type="stl")
+    timings["stl"] = (time.perf_counter() - t) * 1000
+
+    t = time.perf_counter()
+    stylized_path = out_dir / STYLIZED_NAME
+    Image.fromarray(stylized).save(stylized_path, compress_level=1)
+    timings["stylized_png"] = (time.perf_counter() - t) * 1000
+
+    t = time.perf_counter()
+    preview_path = out_dir / PREVIEW_NAME
+    Image.fromarray(preview_future.result()).save(preview_path, compress_level=1)
+    timings["preview"] = (time.perf_counter() - t) * 1000
+    timings["files"] = (time.perf_counter() - start) * 1000
+    return ExportResult(
+        glb_path=glb_path,
+        stl_path=stl_path,
+        preview_path=preview_path,
+        stylized_path=stylized_path,
+        height_mm=height_mm,
+        timings_ms=timings,
+    )
+
+
+def write_report(report: dict, out_dir: Path) -> Path:
+    path = out_dir / REPORT_NAME
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return path

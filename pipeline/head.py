@@ -1,0 +1,285 @@
+"""Build a closed, textured chibi head from the 478 landmarks, plus a hair shell.
+
+The head is an ellipsoid whose front is replaced by the person's face surface (frontalized
+landmarks, so nose, brows and lips stand out in a side view). Its texture is the stylized
+photo warped into the same frontal frame, so UVs are simply the frontal x, y of each vertex.
+Hair is a second closed shell whose face window is pushed inside the head: no cutting, so
+both meshes stay watertight for printing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import trimesh
+from matplotlib.path import Path as PolygonPath
+from PIL import Image
+from scipy.interpolate import LinearNDInterpolator
+from scipy.spatial import Delaunay
+
+from pipeline.face_regions import face_oval_ring, feature_groups
+from pipeline.landmarks import CHIN, FOREHEAD_TOP, NOSE_TIP, FaceAnalysis
+
+# Head ellipsoid semi-axes in units of half the face width: a big round chibi cranium.
+HEAD_A, HEAD_B, HEAD_C = 1.32, 1.58, 1.3
+RELIEF_GAIN = 1.2  # a little exaggeration reads better at figurine scale
+BLEND_BAND = 0.22  # width of the seam between face surface and skull
+TEXTURE_WIDTH = 512
+SPHERE_RINGS, SPHERE_SEGMENTS = 72, 112
+
+RGB = tuple[int, int, int]
+
+
+@dataclass
+class HeadResult:
+    """Meshes are in head units: skull centre at the origin, skull height 1, y up, z forward."""
+
+    head: trimesh.Trimesh  # textured
+    hair: trimesh.Trimesh
+    texture: np.ndarray  # frontalized stylized face, RGB uint8
+    skin_rgb: RGB
+    hair_rgb: RGB
+    hair_style: str
+    nose_relief: float  # how far the nose tip stands out of the skull, in head units
+    chin_y: float
+
+
+def _front_pole_sphere(rings: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit sphere whose pole points forward (+z): its rings are densest over the face."""
+    theta = np.linspace(0.0, np.pi, rings + 1)[1:-1]
+    phi = np.linspace(0.0, 2 * np.pi, segments, endpoint=False)
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    ring_verts = np.stack([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)], -1)
+    verts = np.vstack([[0.0, 0.0, 1.0], ring_verts.reshape(-1, 3), [0.0, 0.0, -1.0]])
+    n_ring = rings - 1
+    idx = 1 + np.arange(n_ring * segments).reshape(n_ring, segments)
+    nxt = np.roll(idx, -1, axis=1)
+    faces = [np.stack([np.zeros(segments, int), idx[0], nxt[0]], -1)]
+    quads_a = np.stack([idx[:-1], nxt[1:], nxt[:-1]], -1).reshape(-1, 3)
+    quads_b = np.stack([idx[:-1], idx[1:], nxt[1:]], -1).reshape(-1, 3)
+    faces += [quads_a, quads_b]
+    back = len(verts) - 1
+    faces.append(np.stack([np.full(segments, back), nxt[-1], idx[-1]], -1))
+    return verts, np.vstack(faces)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    a = polygon
+    b = np.roll(polygon, -1, axis=0)
+    ab = b - a
+    ap = points[:, None, :] - a[None]
+    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    closest = a[None] + t[..., None] * ab[None]
+    return np.linalg.norm(points[:, None, :] - closest, axis=-1).min(axis=1)
+
+
+def frontalize(face: FaceAnalysis) -> np.ndarray:
+    """Landmarks in the face's own frame, pose removed, in units of half the face width."""
+    p = face.landmarks_px.astype(np.float64) * np.array([1.0, -1.0, -1.0])
+    oval = face_oval_ring()
+    q = (p - p[oval].mean(axis=0)) @ face.rotation
+    q /= (q[oval, 0].max() - q[oval, 0].min()) / 2
+    q[:, 2] -= q[oval, 2].mean()
+    return q
+
+
+class _FaceField:
+    """Piecewise-linear maps from frontal (x, y) to face depth and to photo position."""
+
+    def __init__(self, frontal: np.ndarray, image_xy: np.ndarray) -> None:
+        tri = Delaunay(frontal[:, :2])
+        self._depth = LinearNDInterpolator(tri, frontal[:, 2])
+        self._image = LinearNDInterpolator(tri, image_xy)
+        design = np.column_stack([frontal[:, :2], np.ones(len(frontal))])
+        self._affine, *_ = np.linalg.lstsq(design, image_xy, rcond=None)
+
+    def depth(self, xy: np.ndarray) -> np.ndarray:
+        return self._depth(xy)
+
+    def image_position(self, xy: np.ndarray) -> np.ndarray:
+        pos = self._image(xy)
+        outside = np.isnan(pos[:, 0])
+        if outside.any():
+            design = np.column_stack([xy[outside], np.ones(outside.sum())])
+            pos[outside] = design @ self._affine
+        return pos
+
+
+def _median_rgb(pixels: np.ndarray, fallback: RGB) -> RGB:
+    if len(pixels) < 20:
+        return fallback
+    med = np.median(pixels.reshape(-1, 3), axis=0)
+    return (int(med[0]), int(med[1]), int(med[2]))
+
+
+def _frontal_texture(
+    stylized: np.ndarray, field: _FaceField, oval_xy: np.ndarray, centre_y: float
+) -> tuple[np.ndarray, RGB, tuple[float, float, float, float]]:
+    """Warp the stylized face into the frontal frame; paint skin outside the face oval."""
+    width = TEXTURE_WIDTH
+    height = int(round(width * HEAD_B / HEAD_A))
+    x0, x1, y0, y1 = -HEAD_A, HEAD_A, centre_y - HEAD_B, centre_y + HEAD_B
+    gx, gy = np.meshgrid(np.linspace(x0, x1, 96), np.linspace(y1, y0, 96))
+    coarse = field.image_position(np.column_stack([gx.ravel(), gy.ravel()]))
+    map_x = cv2.resize(coarse[:, 0].reshape(96, 96).astype(np.float32), (width, height))
+    map_y = cv2.resize(coarse[:, 1].reshape(96, 96).astype(np.float32), (width, height))
+    warped = cv2.remap(stylized, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def to_px(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(
+            [(xy[:, 0] - x0) / (x1 - x0) * (width - 1), (y1 - xy[:, 1]) / (y1 - y0) * (height - 1)]
+        )
+
+    oval_px = to_px(oval_xy).astype(np.int32)
+    inner = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(inner, [oval_px], 255)
+    inner = cv2.erode(inner, np.ones((5, 5), np.uint8))
+    lum = warped.mean(axis=2)
+    skin = _median_rgb(warped[(inner > 0) & (lum > 70)], (230, 190, 160))
+    alpha = cv2.GaussianBlur(inner.astype(np.float32) / 255.0, (0, 0), 2.0)[..., None]
+    texture = warped * alpha + np.array(skin, np.float32) * (1 - alpha)
+    return np.clip(texture, 0, 255).astype(np.uint8), skin, (x0, x1, y0, y1)
+
+
+def _measure_hair(
+    photo: np.ndarray, face: FaceAnalysis, skin: RGB
+) -> tuple[RGB, str, float, float]:
+    """Hair colour, style and volume from the person mask above and beside the face."""
+    h, w = photo.shape[:2]
+    mask = cv2.resize(face.person_mask, (w, h)) > 0.5
+    lm = face.landmarks_px
+    face_h = max(1.0, face.face_height_px)
+    x0, x1 = int(max(0, face.bbox[0])), int(min(w, face.bbox[2]))
+    top = float(lm[FOREHEAD_TOP, 1])
+    band = slice(int(max(0, top - 0.3 * face_h)), int(max(0, top - 0.05 * face_h)))
+    region = photo[band, x0:x1][mask[band, x0:x1]]
+    hair = _median_rgb(region, (70, 50, 35))
+    # Height of the person silhouette above the forehead, relative to face height.
+    cols = mask[:, x0:x1].any(axis=1)
+    rows = np.flatnonzero(cols)
+    crown = rows[0] if len(rows) else top
+    height_ratio = float(np.clip((top - crown) / face_h, 0.0, 0.8))
+    # Bald or shaved: the band above the forehead is skin-coloured.
+    if len(region) < 20 or np.linalg.norm(np.subtract(hair, skin)) < 28:
+        return skin, "bald", 0.0, 0.0
+    # Long hair: hair-coloured silhouette beside the jaw, outside the face.
+    chin_y = int(min(h - 1, lm[CHIN, 1]))
+    jaw = slice(int(max(0, chin_y - 0.25 * face_h)), chin_y)
+    side_w = int(0.25 * face.face_width_px)
+    sides = np.concatenate(
+        [
+            photo[jaw, max(0, x0 - side_w) : x0][mask[jaw, max(0, x0 - side_w) : x0]],
+            photo[jaw, x1 : min(w, x1 + side_w)][mask[jaw, x1 : min(w, x1 + side_w)]],
+        ]
+    )
+    near_hair = (np.linalg.norm(sides.astype(float) - hair, axis=1) < 45).mean() if len(sides) else 0.0
+    style = "long" if near_hair > 0.35 else ("voluminous" if height_ratio > 0.35 else "short")
+    return hair, style, height_ratio, float(near_hair)
+
+
+def _hair_shell(
+    style: str, height_ratio: float, centre: np.ndarray, hairline_y: float
+) -> trimesh.Trimesh:
+    verts, faces = _front_pole_sphere(40, 64)
+    puff = 1.07 + 0.18 * height_ratio
+    shell = verts * np.array([HEAD_A * 1.07, HEAD_B * puff, HEAD_C * 1.09]) + centre
+    shell[:, 1] += HEAD_B * (puff - 1.0) * 0.6
+    shell[:, 2] -= 0.04
+    centre_y = float(centre[1])
+    direction = verts
+    if style == "long":
+        # Let the back and sides hang down towards the shoulders.
+        back = (direction[:, 1] < 0) & (direction[:, 2] < 0.35)
+        shell[back, 1] = centre_y + (shell[back, 1] - centre_y) * 1.3
+    bottom = centre_y - (0.95 * HEAD_B if style == "long" else 0.1 * HEAD_B)
+    face_window = (shell[:, 1] < hairline_y) & (direction[:, 2] > 0.05) & (np.abs(shell[:, 0]) < 1.12)
+    tucked = face_window | (shell[:, 1] < bottom)
+    # Tucked vertices go inside the skull, where the union hides them.
+    shell[tucked] = (shell[tucked] - centre) * 0.8 + centre
+    return trimesh.Trimesh(shell, faces, process=False)
+
+
+def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> HeadResult:
+    """Closed textured head and hair shell for ``face``, textured from ``stylized``."""
+    frontal = frontalize(face)
+    oval = face_oval_ring()
+    oval_xy = frontal[oval, :2]
+    field = _FaceField(frontal, face.landmarks_px[:, :2].astype(np.float64))
+
+    chin_y = float(frontal[CHIN, 1])
+    centre_y = chin_y + 0.8 * HEAD_B
+
+    unit, faces = _front_pole_sphere(SPHERE_RINGS, SPHERE_SEGMENTS)
+    verts = unit * np.array([HEAD_A, HEAD_B, HEAD_C])
+    verts[:, 1] += centre_y
+    # Sit the skull so that its front meets the face outline.
+    rim = 1.0 - (oval_xy[:, 0] / HEAD_A) ** 2 - ((oval_xy[:, 1] - centre_y) / HEAD_B) ** 2
+    centre_z = float(np.mean(frontal[oval, 2] - HEAD_C * np.sqrt(np.clip(rim, 0.0, None))))
+    verts[:, 2] += centre_z
+
+    front = unit[:, 2] > 0.0
+    xy = verts[front, :2]
+    inside = PolygonPath(oval_xy).contains_points(xy)
+    weight = np.zeros(len(xy))
+    weight[inside] = _smoothstep(_distance_to_polygon(xy[inside], oval_xy) / BLEND_BAND)
+    depth = field.depth(xy)
+    depth = np.where(np.isnan(depth), verts[front, 2], depth)
+    skull_z = verts[front, 2]
+    face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
+    # Never carve the face behind the skull's own back half.
+    verts[front, 2] = np.maximum((1 - weight) * skull_z + weight * face_z, centre_z)
+
+    texture, skin, (x0, x1, y0, y1) = _frontal_texture(stylized, field, oval_xy, centre_y)
+    uv = np.column_stack([(verts[:, 0] - x0) / (x1 - x0), (verts[:, 1] - y0) / (y1 - y0)])
+    # The back half maps radially onto the skin border of the texture, so no triangle
+    # between front and back smears the face across the side of the head.
+    back = unit[:, 2] <= 0.0
+    radial = unit[back, :2] / np.maximum(np.linalg.norm(unit[back, :2], axis=1, keepdims=True), 1e-9)
+    uv[back] = 0.5 + 0.49 * radial
+    uv = np.clip(uv, 0.0, 1.0)
+
+    hair_rgb, style, height_ratio, _ = _measure_hair(photo, face, skin)
+    hairline_y = float(frontal[FOREHEAD_TOP, 1]) - 0.05
+    hair = _hair_shell(style, height_ratio, np.array([0.0, centre_y, centre_z]), hairline_y)
+
+    nose = frontal[NOSE_TIP]
+    nose_rim = 1.0 - (nose[0] / HEAD_A) ** 2 - ((nose[1] - centre_y) / HEAD_B) ** 2
+    skull_at_nose = centre_z + HEAD_C * np.sqrt(max(nose_rim, 0.0))
+    nose_relief = float(centre_z + RELIEF_GAIN * (nose[2] - centre_z) - skull_at_nose)
+
+    # Head units: skull centre at the origin, skull height 1.
+    shift = np.array([0.0, centre_y, centre_z])
+    scale = 1.0 / (2 * HEAD_B)
+    head_verts = (verts - shift) * scale
+    hair_verts = (np.asarray(hair.vertices) - shift) * scale
+
+    material = trimesh.visual.material.PBRMaterial(
+        name="face",
+        baseColorTexture=Image.fromarray(texture),
+        metallicFactor=0.0,
+        roughnessFactor=0.8,
+    )
+    head = trimesh.Trimesh(
+        head_verts,
+        faces,
+        visual=trimesh.visual.TextureVisuals(uv=uv, material=material),
+        process=False,
+    )
+    hair_mesh = trimesh.Trimesh(hair_verts, hair.faces, process=False)
+    return HeadResult(
+        head=head,
+        hair=hair_mesh,
+        texture=texture,
+        skin_rgb=skin,
+        hair_rgb=hair_rgb,
+        hair_style=style,
+        nose_relief=nose_relief * scale,
+        chin_y=(chin_y - centre_y) * scale,
+    )

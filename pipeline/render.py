@@ -1,0 +1,99 @@
+"""Offscreen previews with pyrender (EGL on Mesa when there is no display).
+
+EGL contexts must not be created or used from several threads at once, so one dedicated
+thread owns the renderer and every render is handed to it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+import trimesh
+
+from pipeline.body import FigurinePart
+
+BACKGROUND = (0.96, 0.96, 0.97, 1.0)
+
+
+def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    forward = target - eye
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, up, -forward, eye
+    return pose
+
+
+class PreviewRenderer:
+    """Renders figurine parts; all OpenGL work runs on this object's single thread."""
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toonforge-render")
+        self._gl = None  # pyrender.OffscreenRenderer, created on the render thread
+
+    def render(self, parts: Sequence[FigurinePart], yaw_deg: float = 0.0) -> np.ndarray:
+        """RGB uint8 image of the parts seen from the front, turned by ``yaw_deg``."""
+        return self.submit(parts, yaw_deg).result()
+
+    def submit(self, parts: Sequence[FigurinePart], yaw_deg: float = 0.0) -> "Future[np.ndarray]":
+        """Queue a render; the result arrives on the returned future."""
+        return self._thread.submit(self._render, list(parts), yaw_deg)
+
+    def turntable(self, parts: Sequence[FigurinePart], frames: int) -> list[np.ndarray]:
+        return [self.render(parts, 360.0 * i / frames) for i in range(frames)]
+
+    def _render(self, parts: list[FigurinePart], yaw_deg: float) -> np.ndarray:
+        if os.environ.get("DISPLAY") is None:
+            os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+        import pyrender  # imported here: it binds an OpenGL platform on import
+
+        if self._gl is None:
+            self._gl = pyrender.OffscreenRenderer(self.size, self.size)
+        scene = pyrender.Scene(bg_color=BACKGROUND, ambient_light=(0.3, 0.3, 0.3))
+        spin = trimesh.transformations.rotation_matrix(np.radians(yaw_deg), [0, 1, 0])
+        lo = np.min([p.mesh.bounds[0] for p in parts], axis=0)
+        hi = np.max([p.mesh.bounds[1] for p in parts], axis=0)
+        for part in parts:
+            if part.textured:
+                mesh = pyrender.Mesh.from_trimesh(part.mesh, smooth=True)
+            else:
+                material = pyrender.MetallicRoughnessMaterial(
+                    baseColorFactor=[c / 255.0 for c in part.rgb] + [1.0],
+                    metallicFactor=0.0,
+                    roughnessFactor=0.7,
+                )
+                mesh = pyrender.Mesh.from_trimesh(part.mesh, material=material, smooth=False)
+            scene.add(mesh, pose=spin)
+        centre = (lo + hi) / 2
+        height = float(hi[1] - lo[1])
+        fov = np.radians(30.0)
+        distance = 0.62 * height / np.tan(fov / 2)
+        eye = centre + np.array([0.0, 0.12 * height, distance])
+        camera = pyrender.PerspectiveCamera(yfov=fov, aspectRatio=1.0)
+        scene.add(camera, pose=_look_at(eye, centre))
+        key = pyrender.DirectionalLight(color=np.ones(3), intensity=2.2)
+        scene.add(key, pose=_look_at(centre + np.array([0.6, 1.0, 1.0]) * height, centre))
+        fill = pyrender.DirectionalLight(color=np.ones(3), intensity=0.9)
+        scene.add(fill, pose=_look_at(centre + np.array([-1.0, 0.3, 0.8]) * height, centre))
+        colour, _ = self._gl.render(scene)
+        return np.ascontiguousarray(colour[..., :3])
+
+
+_lock = threading.Lock()
+_renderer: PreviewRenderer | None = None
+
+
+def get_renderer() -> PreviewRenderer:
+    """The process-wide renderer, created on first use."""
+    global _renderer
+    with _lock:
+        if _renderer is None:
+            _renderer = PreviewRenderer()
+        return _renderer

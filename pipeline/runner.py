@@ -1,0 +1,202 @@
+"""The one entry point: ``run(image, options) -> FigurineResult``, timing every stage."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from pipeline.config import Config
+from pipeline.errors import OptionError
+from pipeline.export import export_figurine, write_report
+from pipeline.fusion import fuse_template
+from pipeline.landmarks import FaceAnalysis, detect_landmarks
+from pipeline.quality import QualityReport
+from pipeline.stylize import ProgressFn, check_style, get_stylizer, require_available
+from pipeline.templates import load_template
+from pipeline.validate import ImageInput, validate_image
+
+STAGES = ("validate", "landmarks", "stylize", "fusion", "export")
+# Share of the progress bar each stage covers; diffusion makes stylize the long one.
+_PROGRESS_SPAN = {
+    "validate": (0.0, 0.05),
+    "landmarks": (0.05, 0.15),
+    "stylize": (0.15, 0.65),
+    "fusion": (0.65, 0.85),
+    "export": (0.85, 1.0),
+}
+MAX_SEED = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user chose. ``backend=None`` and ``height_mm=None`` mean the configured default."""
+
+    template: str = "default"
+    style: str = "toon"
+    backend: str | None = None
+    seed: int = 0
+    height_mm: float | None = None
+
+
+@dataclass(frozen=True)
+class FaceSummary:
+    count: int
+    confidence: float
+    yaw: float
+    pitch: float
+    roll: float
+
+    def to_dict(self) -> dict:
+        return {
+            "count": self.count,
+            "confidence": round(self.confidence, 3),
+            "pose": {"yaw": round(self.yaw, 1), "pitch": round(self.pitch, 1), "roll": round(self.roll, 1)},
+        }
+
+
+@dataclass
+class FigurineResult:
+    out_dir: Path
+    stylized: np.ndarray
+    glb_path: Path
+    stl_path: Path
+    preview_path: Path
+    stylized_path: Path
+    report_path: Path
+    template: str
+    style: str
+    backend: str
+    height_mm: float
+    face: FaceSummary
+    quality: QualityReport
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def report(self) -> dict:
+        """The content of ``report.json``."""
+        return {
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "quality": self.quality.to_dict(),
+            "face": self.face.to_dict(),
+            "template": self.template,
+            "style": self.style,
+            "backend": self.backend,
+            "height_mm": self.height_mm,
+        }
+
+
+def resolve_options(options: Options, config: Config) -> Options:
+    """Check every option before any work is done; fill in configured defaults."""
+    backend = options.backend or config.default_backend
+    stylizer = get_stylizer(backend, config)
+    check_style(stylizer, options.style)
+    load_template(options.template)
+    height = config.default_height_mm if options.height_mm is None else float(options.height_mm)
+    if not math.isfinite(height) or not config.min_height_mm <= height <= config.max_height_mm:
+        raise OptionError(
+            f"Height must be between {config.min_height_mm:.0f} and {config.max_height_mm:.0f} mm."
+        )
+    if not 0 <= int(options.seed) <= MAX_SEED:
+        raise OptionError(f"Seed must be between 0 and {MAX_SEED}.")
+    require_available(stylizer)
+    return Options(options.template, options.style, backend, int(options.seed), height)
+
+
+class _Clock:
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.timings: dict[str, float] = {}
+        self._progress = progress
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.report(name, 0.0)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = (time.perf_counter() - start) * 1000
+        self.report(name, 1.0)
+
+    def report(self, stage: str, fraction: float) -> None:
+        if self._progress:
+            lo, hi = _PROGRESS_SPAN[stage]
+            self._progress(lo + (hi - lo) * fraction, stage)
+
+    def within(self, stage: str) -> ProgressFn:
+        """A progress callback for work inside ``stage``."""
+        return lambda fraction, _message: self.report(stage, fraction)
+
+    def add_substages(self, stage: str, timings: dict[str, float]) -> None:
+        for key, value in timings.items():
+            self.timings[f"{stage}.{key}"] = value
+
+
+def run(
+    image: ImageInput,
+    options: Options = Options(),
+    *,
+    out_dir: Path | None = None,
+    config: Config | None = None,
+    progress: ProgressFn | None = None,
+) -> FigurineResult:
+    """Photo in, figurine files out. Raises a :class:`ToonforgeError` on unusable input."""
+    config = config or Config.from_env()
+    started = time.perf_counter()
+    # 1. check the options before touching the photo
+    options = resolve_options(options, config)
+    assert options.backend is not None and options.height_mm is not None
+    if out_dir is None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = Path(tempfile.mkdtemp(prefix="run-", dir=config.data_dir))
+    clock = _Clock(progress)
+
+    # 2. validate
+    with clock.stage("validate"):
+        photo = validate_image(image, config).image
+    # 3. landmarks
+    with clock.stage("landmarks"):
+        face: FaceAnalysis = detect_landmarks(photo, config)
+    clock.add_substages("landmarks", face.timings_ms)
+    # 4. stylize
+    with clock.stage("stylize"):
+        stylizer = get_stylizer(options.backend, config)
+        styled = stylizer.stylize(photo, face, options.style, options.seed, clock.within("stylize"))
+    clock.add_substages("stylize", styled.timings_ms)
+    # 5. fusion
+    with clock.stage("fusion"):
+        fusion = fuse_template(face, styled.image, photo, options.template)
+    clock.add_substages("fusion", fusion.timings_ms)
+    # 6. export
+    with clock.stage("export"):
+        files = export_figurine(fusion, styled.image, out_dir, options.height_mm)
+    clock.add_substages("export", files.timings_ms)
+    clock.timings["total"] = (time.perf_counter() - started) * 1000
+
+    result = FigurineResult(
+        out_dir=out_dir,
+        stylized=styled.image,
+        glb_path=files.glb_path,
+        stl_path=files.stl_path,
+        preview_path=files.preview_path,
+        stylized_path=files.stylized_path,
+        report_path=out_dir / "report.json",
+        template=fusion.template,
+        style=options.style,
+        backend=styled.backend,
+        height_mm=options.height_mm,
+        face=FaceSummary(
+            count=face.face_count,
+            confidence=face.confidence,
+            yaw=face.pose.yaw,
+            pitch=face.pose.pitch,
+            roll=face.pose.roll,
+        ),
+        quality=fusion.quality,
+        timings_ms=clock.timings,
+    )
+    write_report(result.report(), out_dir)
+    return result
