@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from pipeline.landmarks import FaceAnalysis, HeadPose
 
@@ -155,7 +156,8 @@ def build_sdxl_img2img(arch: dict[str, dict[str, Any]], *, seed: int = 0, device
         requires_aesthetics_score=False,
         force_zeros_for_empty_prompt=True,
     )
-    pipe.to(device=device, dtype=dtype)
+    if dtype != torch.float32:
+        pipe.to(dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -232,3 +234,32 @@ def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     inside = ((xx - width / 2) / (width * 0.2)) ** 2 + ((yy - height * 0.45) / (height * 0.27)) ** 2 <= 1
     image[inside] = image[inside] * 0.3 + np.array([0.9, 0.7, 0.6]) * 0.7
     return (image * 255).round().astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- pytest fixtures
+# Import these into a conftest.py to use them (tests/stylize/conftest.py does).
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny SDXL diffusers folder (set TOONFORGE_DIFFUSION_MODEL to it)."""
+    return save_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_path(tiny_sdxl_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA .safetensors file for :func:`tiny_sdxl_dir` (set TOONFORGE_DIFFUSION_LORA to it)."""
+    return save_tiny_lora(tiny_sdxl_dir, tmp_path_factory.mktemp("tiny_lora"))
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion_env(tiny_sdxl_dir: Path) -> dict[str, str]:
+    """Environment that makes the diffusion backend run the tiny model fast on CPU."""
+    return {
+        "TOONFORGE_DIFFUSION_MODEL": str(tiny_sdxl_dir),
+        "TOONFORGE_DIFFUSION_STEPS": "4",
+        "TOONFORGE_DIFFUSION_STRENGTH": "0.75",
+        "TOONFORGE_DIFFUSION_FACE_STRENGTH": "0.25",
+        "TOONFORGE_DIFFUSION_SIZE": "64",
+        "TOONFORGE_DEVICE": "cpu",
+    }

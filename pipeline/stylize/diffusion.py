@@ -445,7 +445,7 @@ class DiffusionStylizer:
         try:
             return StableDiffusionXLImg2ImgPipeline.from_pretrained(
                 where,
-                torch_dtype=dtype,
+                dtype=dtype,
                 variant=self.config.diffusion_variant or None,
                 use_safetensors=True,  # never unpickle downloaded weights
                 local_files_only=source.local_dir is not None or _hf_offline(),
@@ -618,7 +618,7 @@ class DiffusionStylizer:
         import torch
 
         vae = self._pipe.vae
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        x = torch.tensor(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0
         # The SDXL VAE overflows in fp16; diffusers upcasts it the same way.
         upcast = vae.dtype == torch.float16 and vae.config.force_upcast
         if upcast:

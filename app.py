@@ -1,0 +1,228 @@
+"""Toonforge web UI (Gradio Blocks). UI wiring only: all image and mesh work is in pipeline/."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from pipeline import STAGES, Config, FigurineResult, Options, ToonforgeError, resolve_options, run
+from pipeline.stylize import backend_availability, get_stylizer
+from pipeline.templates import load_template, template_names
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES_DIR = ROOT / "assets" / "examples"
+TEMPLATE_PICTURES = ROOT / "assets" / "templates"
+HEADER = """# Toonforge
+Drop in a selfie, pick a body, press **Generate**: you get a cartoon portrait and a 3D figurine
+of yourself to spin, download (GLB) and 3D-print (STL)."""
+
+log = logging.getLogger("toonforge.ui")
+
+
+def user_error(exc: ToonforgeError) -> gr.Error:
+    """The one place where pipeline errors become messages in the browser."""
+    return gr.Error(exc.detail, title="Can't make a figurine from this", print_exception=False)
+
+
+def _timings_frame(result: FigurineResult) -> pd.DataFrame:
+    rows = [(stage, round(result.timings_ms[stage], 1)) for stage in STAGES]
+    return pd.DataFrame(rows, columns=["stage", "ms"])
+
+
+def _quality_markdown(result: FigurineResult) -> str:
+    q = result.quality
+    face = result.face
+    lines = [
+        f"### Quality {q.score}/100 ({q.grade})",
+        *[f"- {reason}" for reason in q.reasons],
+        "",
+        f"Faces found: {face.count} · detection confidence {face.confidence:.2f} · "
+        f"pose yaw {face.yaw:.0f}°, pitch {face.pitch:.0f}°, roll {face.roll:.0f}°",
+        f"Backend `{result.backend}`, style `{result.style}`, template `{result.template}`, "
+        f"height {result.height_mm:.0f} mm · total {result.timings_ms['total']:.0f} ms",
+    ]
+    return "\n".join(lines)
+
+
+def _session_dir(config: Config, request: gr.Request | None) -> Path:
+    session = (request.session_hash if request and request.session_hash else "anonymous")
+    return config.data_dir / "ui" / "".join(c for c in session if c.isalnum())[:64]
+
+
+def build_demo(config: Config | None = None) -> gr.Blocks:
+    """The whole UI. ``config`` defaults to the environment's."""
+    config = config or Config.from_env()
+    availability = backend_availability(config)
+    backend_choices = [
+        (name if status.available else f"{name} (unavailable)", name)
+        for name, status in availability.items()
+    ]
+    backend_notes = "\n".join(
+        f"- **{name}**: {'ready' if status.available else status.reason}"
+        for name, status in availability.items()
+    )
+    templates = [load_template(name) for name in template_names()]
+    template_gallery = [
+        (str(TEMPLATE_PICTURES / f"{t.name}.png"), f"{t.label}: {t.description}")
+        for t in templates
+        if (TEMPLATE_PICTURES / f"{t.name}.png").exists()
+    ]
+    styles = list(get_stylizer(config.default_backend, config).styles)
+
+    def check_inputs(photo, template, style, backend, seed, height_mm):
+        """Fail fast, before the queue: missing photo or bad options."""
+        if not photo:
+            raise gr.Error("Upload a photo or take one with the webcam first.", title="No photo")
+        try:
+            resolve_options(Options(template, style, backend, int(seed or 0), height_mm), config)
+        except ToonforgeError as exc:
+            raise user_error(exc) from exc
+
+    def generate(
+        photo: str,
+        template: str,
+        style: str,
+        backend: str,
+        seed: float,
+        height_mm: float,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ):
+        """Photo -> cartoon, 3D figurine (GLB, STL), preview, timings and quality."""
+        out_dir = _session_dir(config, request) / uuid.uuid4().hex
+        options = Options(template, style, backend, int(seed or 0), height_mm)
+        try:
+            result = run(
+                photo,
+                options,
+                out_dir=out_dir,
+                config=config,
+                progress=lambda fraction, stage: progress(fraction, desc=stage),
+            )
+        except ToonforgeError as exc:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise user_error(exc) from exc
+        frame = _timings_frame(result)
+        return {
+            stylized: str(result.stylized_path),
+            viewer: str(result.glb_path),
+            preview: str(result.preview_path),
+            downloads: [str(result.glb_path), str(result.stl_path)],
+            timing_table: frame,
+            timing_chart: frame,
+            quality: _quality_markdown(result),
+            report: result.report(),
+        }
+
+    def forget_session(request: gr.Request):
+        shutil.rmtree(_session_dir(config, request), ignore_errors=True)
+
+    with gr.Blocks(title="Toonforge", delete_cache=(600, config.result_ttl_s)) as demo:
+        gr.Markdown(HEADER)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=300):
+                photo = gr.Image(
+                    label="Your photo",
+                    type="filepath",
+                    sources=["upload", "webcam", "clipboard"],
+                    height=320,
+                    elem_id="photo",
+                )
+                if template_gallery:
+                    gr.Gallery(
+                        template_gallery,
+                        label="Bodies",
+                        columns=3,
+                        height=170,
+                        allow_preview=False,
+                        elem_id="template-pictures",
+                    )
+                template = gr.Radio(
+                    [(t.label, t.name) for t in templates],
+                    value=templates[0].name,
+                    label="Body",
+                    elem_id="template",
+                )
+                style = gr.Radio(styles, value=styles[0], label="Style", elem_id="style")
+                with gr.Accordion("Advanced", open=False):
+                    backend = gr.Radio(
+                        backend_choices,
+                        value=config.default_backend,
+                        label="Stylization backend",
+                        elem_id="backend",
+                    )
+                    gr.Markdown(backend_notes, elem_id="backend-notes")
+                    seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                    height_mm = gr.Slider(
+                        config.min_height_mm,
+                        config.max_height_mm,
+                        value=config.default_height_mm,
+                        step=5,
+                        label="Printed height (mm)",
+                    )
+                run_button = gr.Button("Generate", variant="primary", elem_id="generate")
+                gr.Examples(
+                    examples=[[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.jpg"))],
+                    inputs=[photo],
+                    label="Example photos",
+                )
+            with gr.Column(scale=3, min_width=300):
+                with gr.Row():
+                    stylized = gr.Image(label="Cartoon", type="filepath", elem_id="stylized")
+                    preview = gr.Image(label="Figurine preview", type="filepath", elem_id="preview")
+                viewer = gr.Model3D(
+                    label="3D figurine (drag to spin)",
+                    clear_color=(0.95, 0.95, 0.97, 1.0),
+                    height=420,
+                    elem_id="viewer",
+                )
+                downloads = gr.File(label="Downloads (GLB, STL)", file_count="multiple", elem_id="downloads")
+                quality = gr.Markdown(label="Quality report", elem_id="quality")
+                with gr.Row():
+                    timing_table = gr.Dataframe(
+                        headers=["stage", "ms"], label="Timing per stage", elem_id="timings"
+                    )
+                    timing_chart = gr.BarPlot(
+                        x="stage", y="ms", label="Timing per stage (ms)", sort="x", elem_id="timing-chart"
+                    )
+                with gr.Accordion("Full report (report.json)", open=False):
+                    report = gr.JSON(label="Report", elem_id="report")
+
+        inputs = [photo, template, style, backend, seed, height_mm]
+        run_button.click(check_inputs, inputs, None, api_visibility="private", queue=False).success(
+            generate,
+            inputs,
+            [stylized, viewer, preview, downloads, timing_table, timing_chart, quality, report],
+            api_name="generate",
+            concurrency_limit=config.workers,
+        )
+        demo.unload(forget_session)
+    return demo
+
+
+demo = build_demo()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the Toonforge web app.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    demo.queue(max_size=Config.from_env().queue_size).launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        allowed_paths=[str(EXAMPLES_DIR)],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Shared fixtures. Inputs are built in code from scikit-image's bundled astronaut portrait
+(NASA, public domain), so the tests need no download."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+from pipeline.config import Config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """512 x 512 RGB portrait with one face."""
+    return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def portrait() -> np.ndarray:
+    """Tight head-and-shoulders crop of the astronaut, 400 x 480: a selfie-like framing."""
+    img = Image.fromarray(skimage.data.astronaut()).crop((130, 10, 330, 250))
+    return np.asarray(img.resize((400, 480), Image.Resampling.LANCZOS))
+
+
+@pytest.fixture(scope="session")
+def no_face() -> np.ndarray:
+    """A cat: a real photo with no human face."""
+    return skimage.data.chelsea()
+
+
+def encode(array: np.ndarray, fmt: str = "JPEG", **params) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def astronaut_jpeg(astronaut: np.ndarray) -> bytes:
+    return encode(astronaut, "JPEG", quality=92)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return replace(Config(), data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def session_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return replace(Config(), data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def astronaut_face(astronaut: np.ndarray, session_config: Config):
+    from pipeline.landmarks import detect_landmarks
+
+    return detect_landmarks(astronaut, session_config)
