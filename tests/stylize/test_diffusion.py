@@ -103,7 +103,8 @@ def test_face_region_is_held_exactly_at_zero_face_strength(config):
     mask = face_mask(FACE, w, h).reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3))
     inside, outside = mask > 0.999, mask < 0.001
     assert inside.sum() >= 4 and outside.sum() >= 20
-    np.testing.assert_allclose(final[:, inside], init[:, inside], atol=1e-5)
+    # (up to the last 0.1 % of feathering that an 8x8 latent cell still averages in)
+    np.testing.assert_allclose(final[:, inside], init[:, inside], atol=1e-3)
     assert np.abs(final[:, outside] - init[:, outside]).mean() > 0.05
 
 

@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from pipeline.runner import Options, run
+
+
+@pytest.fixture(scope="module")
+def result(astronaut, session_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    return run(astronaut, Options(template="superhero", height_mm=120), out_dir=out, config=session_config)
+
+
+def test_all_files_written(result):
+    for name in ["figurine.glb", "figurine.stl", "preview.png", "stylized.png", "report.json"]:
+        assert (result.out_dir / name).stat().st_size > 1000 or name == "report.json"
+
+
+def test_glb_round_trip_keeps_texture_and_part_names(result):
+    scene = trimesh.load(result.glb_path)
+    assert isinstance(scene, trimesh.Scene)
+    assert {"head", "hair", "cape", "emblem", "base"} <= set(scene.geometry)
+    head = scene.geometry["head"]
+    texture = head.visual.material.baseColorTexture
+    assert texture is not None and texture.size[0] >= 256
+    assert np.asarray(texture).std() > 10  # a real picture, not a flat colour
+    assert head.visual.uv is not None and len(head.visual.uv) == len(head.vertices)
+    # glTF units are metres: a 120 mm figurine is 0.12 m tall.
+    assert scene.extents[1] == pytest.approx(0.12, rel=0.02)
+
+
+def test_stl_is_watertight_and_to_scale(result):
+    mesh = trimesh.load(result.stl_path)
+    assert mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0
+    assert mesh.body_count == 1
+    assert mesh.extents[2] == pytest.approx(120.0, rel=1e-3)  # z up, millimetres
+    assert mesh.bounds[0][2] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_preview_shows_the_figurine(result):
+    preview = np.asarray(Image.open(result.preview_path).convert("RGB"))
+    assert preview.shape == (512, 512, 3)
+    background = np.all(np.abs(preview.astype(int) - preview[0, 0].astype(int)) < 6, axis=2)
+    assert 0.1 < (~background).mean() < 0.8
+
+
+def test_report_contents(result):
+    report = json.loads(result.report_path.read_text())
+    for key in ["validate", "landmarks", "stylize", "fusion", "export", "total"]:
+        assert report["timings_ms"][key] > 0
+    assert report["timings_ms"]["total"] >= sum(
+        report["timings_ms"][k] for k in ["validate", "landmarks", "stylize", "fusion", "export"]
+    )
+    assert report["template"] == "superhero" and report["style"] == "toon" and report["backend"] == "cpu"
+    assert report["face"]["count"] == 1 and set(report["face"]["pose"]) == {"yaw", "pitch", "roll"}
+    assert 0 <= report["quality"]["score"] <= 100
