@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import trimesh
 
-from pipeline.templates import RGB, BodyTemplate, PartSpec
+from pipeline.templates import RGB, BodyTemplate, PartSpec, load_template
 
 
 @dataclass
@@ -53,15 +54,21 @@ def _placed(spec: PartSpec, mirrored: bool) -> trimesh.Trimesh:
     return mesh
 
 
+@cache
+def body_meshes(template_name: str) -> tuple[tuple[str, str, trimesh.Trimesh], ...]:
+    """(part name, colour key, mesh) for every part; built once per template and shared,
+    so callers must treat the meshes as read-only."""
+    meshes: list[tuple[str, str, trimesh.Trimesh]] = []
+    for spec in load_template(template_name).parts:
+        if spec.mirror:
+            meshes.append((f"{spec.name}_left", spec.color, _placed(spec, False)))
+            meshes.append((f"{spec.name}_right", spec.color, _placed(spec, True)))
+        else:
+            meshes.append((spec.name, spec.color, _placed(spec, False)))
+    return tuple(meshes)
+
+
 def build_body(template: BodyTemplate, skin: RGB, hair: RGB) -> list[FigurinePart]:
     """Every part of the template as a closed mesh; mirrored parts get _left/_right names."""
     colours = dict(template.palette, skin=skin, hair=hair)
-    parts: list[FigurinePart] = []
-    for spec in template.parts:
-        rgb = colours[spec.color]
-        if spec.mirror:
-            parts.append(FigurinePart(f"{spec.name}_left", _placed(spec, False), rgb))
-            parts.append(FigurinePart(f"{spec.name}_right", _placed(spec, True), rgb))
-        else:
-            parts.append(FigurinePart(spec.name, _placed(spec, False), rgb))
-    return parts
+    return [FigurinePart(name, mesh, colours[key]) for name, key, mesh in body_meshes(template.name)]

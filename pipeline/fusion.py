@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cache
 
+import manifold3d
 import numpy as np
 import trimesh
 
-from pipeline.body import FigurinePart, build_body
+from pipeline.body import FigurinePart, body_meshes, build_body
 from pipeline.head import HeadResult, build_head
 from pipeline.landmarks import FaceAnalysis
 from pipeline.quality import QualityReport, score_quality
@@ -31,9 +33,29 @@ class FusionResult:
         return self.solid.bounds
 
 
-def union_solid(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
-    """One closed manifold from overlapping closed parts (manifold3d)."""
-    return trimesh.boolean.union(meshes, engine="manifold")
+def to_manifold(mesh: trimesh.Trimesh) -> manifold3d.Manifold:
+    solid = manifold3d.Manifold(
+        manifold3d.Mesh(
+            vert_properties=np.asarray(mesh.vertices, dtype=np.float32),
+            tri_verts=np.asarray(mesh.faces, dtype=np.uint32),
+        )
+    )
+    if solid.status() != manifold3d.Error.NoError:
+        raise ValueError(f"part is not a closed manifold: {solid.status()}")
+    return solid
+
+
+def union_solid(solids: list[manifold3d.Manifold]) -> trimesh.Trimesh:
+    """One closed manifold from overlapping closed parts."""
+    result = manifold3d.Manifold.batch_boolean(solids, manifold3d.OpType.Add).to_mesh()
+    return trimesh.Trimesh(result.vert_properties[:, :3], result.tri_verts, process=False)
+
+
+@cache
+def _body_solid(template_name: str) -> manifold3d.Manifold:
+    """The union of a template's body parts: the same for every photo, so made once."""
+    solids = [to_manifold(mesh) for _, _, mesh in body_meshes(template_name)]
+    return manifold3d.Manifold.batch_boolean(solids, manifold3d.OpType.Add)
 
 
 def fuse_template(
@@ -63,7 +85,8 @@ def fuse_template(
     timings["body"] = (time.perf_counter() - start) * 1000
 
     start = time.perf_counter()
-    solid = union_solid([p.mesh for p in parts])
+    head_solids = [to_manifold(p.mesh) for p in parts if p.name in ("head", "hair")]
+    solid = union_solid([_body_solid(template.name), *head_solids])
     timings["union"] = (time.perf_counter() - start) * 1000
 
     start = time.perf_counter()

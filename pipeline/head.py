@@ -9,6 +9,7 @@ both meshes stay watertight for printing.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import cv2
@@ -16,7 +17,6 @@ import numpy as np
 import trimesh
 from matplotlib.path import Path as PolygonPath
 from PIL import Image
-from scipy.interpolate import LinearNDInterpolator
 from scipy.spatial import Delaunay
 
 from pipeline.face_regions import face_oval_ring, feature_groups
@@ -28,6 +28,8 @@ RELIEF_GAIN = 1.2  # a little exaggeration reads better at figurine scale
 BLEND_BAND = 0.22  # width of the seam between face surface and skull
 TEXTURE_WIDTH = 512
 SPHERE_RINGS, SPHERE_SEGMENTS = 72, 112
+
+MESH_POINTS = 468  # FaceMesh points before the refined iris points
 
 RGB = tuple[int, int, int]
 
@@ -91,24 +93,43 @@ def frontalize(face: FaceAnalysis) -> np.ndarray:
 
 
 class _FaceField:
-    """Piecewise-linear maps from frontal (x, y) to face depth and to photo position."""
+    """Piecewise-linear maps from frontal (x, y) to face depth and to photo position.
 
-    def __init__(self, frontal: np.ndarray, image_xy: np.ndarray) -> None:
-        tri = Delaunay(frontal[:, :2])
-        self._depth = LinearNDInterpolator(tri, frontal[:, 2])
-        self._image = LinearNDInterpolator(tri, image_xy)
-        design = np.column_stack([frontal[:, :2], np.ones(len(frontal))])
-        self._affine, *_ = np.linalg.lstsq(design, image_xy, rcond=None)
+    Only points inside the face outline are interpolated: scipy's simplex search is slow for
+    points outside the triangulation, and an affine fit serves those well enough.
+    """
+
+    def __init__(self, frontal: np.ndarray, image_xy: np.ndarray, outline: np.ndarray) -> None:
+        self._outline = PolygonPath(outline)
+        # The 10 iris points sit almost on top of eye points; their sliver triangles send
+        # scipy's simplex search into its brute-force fallback, so leave them out.
+        mesh = slice(0, MESH_POINTS)
+        self._tri = Delaunay(frontal[mesh, :2])
+        self._depth_values = frontal[mesh, 2]
+        self._image_values = image_xy[mesh]
+        design = np.column_stack([frontal[mesh, :2], np.ones(MESH_POINTS)])
+        self._affine, *_ = np.linalg.lstsq(design, image_xy[mesh], rcond=None)
+
+    def _interpolate(self, xy: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Barycentric interpolation over the landmark triangulation; NaN outside it.
+        (Done by hand: scipy's LinearNDInterpolator is far slower on its first calls.)"""
+        simplex = self._tri.find_simplex(xy)
+        found = simplex >= 0
+        transform = self._tri.transform[simplex[found]]
+        bary2 = np.einsum("nij,nj->ni", transform[:, :2], xy[found] - transform[:, 2])
+        bary = np.column_stack([bary2, 1.0 - bary2.sum(axis=1)])
+        corners = values[self._tri.simplices[simplex[found]]]
+        out = np.full((len(xy),) + values.shape[1:], np.nan)
+        out[found] = np.einsum("nk,nk...->n...", bary, corners)
+        return out
 
     def depth(self, xy: np.ndarray) -> np.ndarray:
-        return self._depth(xy)
+        return self._interpolate(xy, self._depth_values)
 
     def image_position(self, xy: np.ndarray) -> np.ndarray:
-        pos = self._image(xy)
-        outside = np.isnan(pos[:, 0])
-        if outside.any():
-            design = np.column_stack([xy[outside], np.ones(outside.sum())])
-            pos[outside] = design @ self._affine
+        pos = np.column_stack([xy, np.ones(len(xy))]) @ self._affine
+        inside = self._outline.contains_points(xy)
+        pos[inside] = self._interpolate(xy[inside], self._image_values)
         return pos
 
 
@@ -126,10 +147,11 @@ def _frontal_texture(
     width = TEXTURE_WIDTH
     height = int(round(width * HEAD_B / HEAD_A))
     x0, x1, y0, y1 = -HEAD_A, HEAD_A, centre_y - HEAD_B, centre_y + HEAD_B
-    gx, gy = np.meshgrid(np.linspace(x0, x1, 96), np.linspace(y1, y0, 96))
+    grid = 64  # the warp is smooth: a coarse grid, upsampled, is enough
+    gx, gy = np.meshgrid(np.linspace(x0, x1, grid), np.linspace(y1, y0, grid))
     coarse = field.image_position(np.column_stack([gx.ravel(), gy.ravel()]))
-    map_x = cv2.resize(coarse[:, 0].reshape(96, 96).astype(np.float32), (width, height))
-    map_y = cv2.resize(coarse[:, 1].reshape(96, 96).astype(np.float32), (width, height))
+    map_x = cv2.resize(coarse[:, 0].reshape(grid, grid).astype(np.float32), (width, height))
+    map_y = cv2.resize(coarse[:, 1].reshape(grid, grid).astype(np.float32), (width, height))
     warped = cv2.remap(stylized, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def to_px(xy: np.ndarray) -> np.ndarray:
@@ -206,12 +228,20 @@ def _hair_shell(
     return trimesh.Trimesh(shell, faces, process=False)
 
 
+def _as_jpeg(texture: np.ndarray) -> Image.Image:
+    """A JPEG-backed image: the GLB exporter then embeds it as JPEG, far faster than PNG."""
+    buf = io.BytesIO()
+    Image.fromarray(texture).save(buf, format="JPEG", quality=90)
+    buf.seek(0)
+    return Image.open(buf)
+
+
 def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> HeadResult:
     """Closed textured head and hair shell for ``face``, textured from ``stylized``."""
     frontal = frontalize(face)
     oval = face_oval_ring()
     oval_xy = frontal[oval, :2]
-    field = _FaceField(frontal, face.landmarks_px[:, :2].astype(np.float64))
+    field = _FaceField(frontal, face.landmarks_px[:, :2].astype(np.float64), oval_xy)
 
     chin_y = float(frontal[CHIN, 1])
     centre_y = chin_y + 0.8 * HEAD_B
@@ -229,9 +259,10 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     inside = PolygonPath(oval_xy).contains_points(xy)
     weight = np.zeros(len(xy))
     weight[inside] = _smoothstep(_distance_to_polygon(xy[inside], oval_xy) / BLEND_BAND)
-    depth = field.depth(xy)
-    depth = np.where(np.isnan(depth), verts[front, 2], depth)
     skull_z = verts[front, 2]
+    depth = skull_z.copy()
+    depth[inside] = field.depth(xy[inside])
+    depth = np.where(np.isnan(depth), skull_z, depth)
     face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
     # Never carve the face behind the skull's own back half.
     verts[front, 2] = np.maximum((1 - weight) * skull_z + weight * face_z, centre_z)
@@ -262,7 +293,7 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
 
     material = trimesh.visual.material.PBRMaterial(
         name="face",
-        baseColorTexture=Image.fromarray(texture),
+        baseColorTexture=_as_jpeg(texture),
         metallicFactor=0.0,
         roughnessFactor=0.8,
     )

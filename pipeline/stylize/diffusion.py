@@ -81,10 +81,14 @@ LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 DOWNLOAD_HINT = "run `python -m pipeline.weights download`"
 
 _HUB_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-_lora_adapter_names = ("toonforge_style", "toonforge_fast")
 
 
 # --------------------------------------------------------------------------- weight sources
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a clause inside our own sentence."""
+    return (str(exc).strip().rstrip(".") or type(exc).__name__).replace("\n", " ")
 
 
 def _hf_offline() -> bool:
@@ -110,11 +114,11 @@ def split_hub_ref(ref: str, allow_file: bool = False) -> tuple[str, str] | None:
 def cached_snapshot(repo_id: str) -> Path | None:
     """The locally cached snapshot folder of a Hub repo, without touching the network."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
-    except LocalEntryNotFoundError:
+    except (LocalEntryNotFoundError, HFValidationError):  # not cached / not a valid repo id
         return None
 
 
@@ -145,7 +149,9 @@ def check_model(ref: str) -> ModelSource:
     """Classify TOONFORGE_DIFFUSION_MODEL without loading anything or using the network."""
     if not ref:
         return ModelSource(
-            ref, None, "",
+            ref,
+            None,
+            "",
             "The diffusion backend has no model: set TOONFORGE_DIFFUSION_MODEL to a local SDXL "
             "diffusers folder or a Hub id (e.g. stabilityai/stable-diffusion-xl-base-1.0), "
             f"then {DOWNLOAD_HINT}.",
@@ -153,32 +159,54 @@ def check_model(ref: str) -> ModelSource:
     local = Path(ref).expanduser()
     hub = None if local.exists() else split_hub_ref(ref)
     if hub is None:
+        if local.is_file():
+            return ModelSource(
+                ref,
+                None,
+                "",
+                f"TOONFORGE_DIFFUSION_MODEL={ref!r} is a single file; the backend needs a diffusers "
+                "folder. Convert it once with StableDiffusionXLImg2ImgPipeline.from_single_file(...)"
+                ".save_pretrained(folder) and point TOONFORGE_DIFFUSION_MODEL at that folder.",
+            )
         if not local.is_dir():
             return ModelSource(
-                ref, None, "",
+                ref,
+                None,
+                "",
                 f"TOONFORGE_DIFFUSION_MODEL={ref!r} is not an existing folder. Point it at a "
                 "local SDXL diffusers folder (one with model_index.json) or a Hub id.",
             )
         if not (local / "model_index.json").is_file():
             return ModelSource(
-                ref, None, "",
+                ref,
+                None,
+                "",
                 f"{ref!r} has no model_index.json, so it is not a diffusers pipeline folder. "
                 "Convert single-file checkpoints with diffusers first, or use a Hub id.",
             )
         return ModelSource(ref, local, "", "")
     repo_id = hub[0]
     snapshot = cached_snapshot(repo_id)
-    if snapshot is not None and (snapshot / "model_index.json").is_file() and _has_unet_weights(snapshot):
+    if (
+        snapshot is not None
+        and (snapshot / "model_index.json").is_file()
+        and _has_unet_weights(snapshot)
+    ):
         return ModelSource(ref, snapshot, repo_id, "")
     if _hf_offline():
         return ModelSource(
-            ref, None, repo_id,
+            ref,
+            None,
+            repo_id,
             f"The SDXL weights {repo_id!r} are not in the local Hugging Face cache and "
             f"HF_HUB_OFFLINE is set: {DOWNLOAD_HINT} on a machine with network access "
             "(or unset HF_HUB_OFFLINE), or point TOONFORGE_DIFFUSION_MODEL at a local folder.",
         )
     return ModelSource(
-        ref, None, repo_id, "",
+        ref,
+        None,
+        repo_id,
+        "",
         note=f"{repo_id} is not cached yet and will be downloaded on first use (several GB); "
         f"{DOWNLOAD_HINT} to fetch it ahead of time.",
     )
@@ -200,7 +228,10 @@ def check_lora(ref: str, env_name: str = "TOONFORGE_DIFFUSION_LORA") -> tuple[Pa
         return found, ""
     hub = split_hub_ref(ref, allow_file=True)
     if hub is None:
-        return None, f"{env_name}={ref!r} does not exist. Use a .safetensors file, a folder or a Hub id."
+        return (
+            None,
+            f"{env_name}={ref!r} does not exist. Use a .safetensors file, a folder or a Hub id.",
+        )
     repo_id, filename = hub
     snapshot = cached_snapshot(repo_id)
     if snapshot is not None:
@@ -231,7 +262,7 @@ def fetch_lora(ref: str, env_name: str = "TOONFORGE_DIFFUSION_LORA") -> Path:
         snapshot = Path(snapshot_download(repo_id, allow_patterns=["*.safetensors", "*.json"]))
     except OSError as exc:  # huggingface_hub's HTTP and cache errors are OSErrors
         raise BackendUnavailableError(
-            f"Could not download the LoRA {ref!r}: {exc}. Check the name and the network, or set "
+            f"Could not download the LoRA {ref!r}: {describe_error(exc)}. Check the name and the network, or set "
             f"{env_name} to a local .safetensors file."
         ) from exc
     found = _lora_file_in(snapshot)
@@ -335,7 +366,9 @@ class DiffusionStylizer:
 
     def availability(self) -> Availability:
         cfg = self.config
-        missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
+        missing = [
+            m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None
+        ]
         if cfg.diffusion_lora or (cfg.diffusion_fast and cfg.diffusion_fast_lora):
             missing += [m for m in ("peft",) if importlib.util.find_spec(m) is None]
         if cfg.cpu_offload and importlib.util.find_spec("accelerate") is None:
@@ -355,7 +388,7 @@ class DiffusionStylizer:
         if source.problem:
             return Availability(False, source.problem)
         notes = [source.note] if source.note else []
-        for ref, env_name in self._lora_refs():
+        for ref, env_name, _, _ in self._lora_refs():
             path, problem = check_lora(ref, env_name)
             if problem:
                 return Availability(False, problem)
@@ -381,19 +414,38 @@ class DiffusionStylizer:
             return f"TOONFORGE_DIFFUSION_SIZE must be at least 64, got {cfg.diffusion_size}."
         return ""
 
-    def _lora_refs(self) -> list[tuple[str, str]]:
+    def _lora_refs(self) -> list[tuple[str, str, str, float]]:
+        """(reference, env var, adapter name, weight) of every LoRA to load."""
+        cfg = self.config
         refs = []
-        if self.config.diffusion_lora:
-            refs.append((self.config.diffusion_lora, "TOONFORGE_DIFFUSION_LORA"))
-        if self.config.diffusion_fast and self.config.diffusion_fast_lora:
-            refs.append((self.config.diffusion_fast_lora, "TOONFORGE_DIFFUSION_FAST_LORA"))
+        if cfg.diffusion_lora:
+            refs.append(
+                (
+                    cfg.diffusion_lora,
+                    "TOONFORGE_DIFFUSION_LORA",
+                    "toonforge_style",
+                    cfg.diffusion_lora_scale,
+                )
+            )
+        if cfg.diffusion_fast and cfg.diffusion_fast_lora:
+            refs.append(
+                (cfg.diffusion_fast_lora, "TOONFORGE_DIFFUSION_FAST_LORA", "toonforge_fast", 1.0)
+            )
         return refs
 
     def _steps(self) -> int:
-        return self.config.diffusion_fast_steps if self.config.diffusion_fast else self.config.diffusion_steps
+        return (
+            self.config.diffusion_fast_steps
+            if self.config.diffusion_fast
+            else self.config.diffusion_steps
+        )
 
     def _guidance(self) -> float:
-        return self.config.diffusion_fast_guidance if self.config.diffusion_fast else self.config.diffusion_guidance
+        return (
+            self.config.diffusion_fast_guidance
+            if self.config.diffusion_fast
+            else self.config.diffusion_guidance
+        )
 
     # ----- loading
 
@@ -411,7 +463,9 @@ class DiffusionStylizer:
             raise BackendUnavailableError(status.reason)
         if progress is not None:
             progress(0.0, "loading the diffusion model (first run only)")
-        self._pipe = self._configure(self._given if self._given is not None else self._from_pretrained())
+        self._pipe = self._configure(
+            self._given if self._given is not None else self._from_pretrained()
+        )
         return True
 
     def _device_and_dtype(self) -> tuple[str, Any]:
@@ -450,9 +504,12 @@ class DiffusionStylizer:
                 use_safetensors=True,  # never unpickle downloaded weights
                 local_files_only=source.local_dir is not None or _hf_offline(),
             )
-        except (OSError, ValueError) as exc:  # missing/corrupt files, wrong pipeline type, no network
+        except (
+            OSError,
+            ValueError,
+        ) as exc:  # missing/corrupt files, wrong pipeline type, no network
             raise BackendUnavailableError(
-                f"Could not load the SDXL model {self.config.diffusion_model!r}: {exc}. "
+                f"Could not load the SDXL model {self.config.diffusion_model!r}: {describe_error(exc)}. "
                 "Check TOONFORGE_DIFFUSION_MODEL (a local SDXL diffusers folder or a Hub id) and "
                 f"TOONFORGE_DIFFUSION_VARIANT, or {DOWNLOAD_HINT}."
             ) from exc
@@ -466,16 +523,25 @@ class DiffusionStylizer:
         pipe.set_progress_bar_config(disable=True)
         if cfg.diffusion_fast:
             pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+            if not cfg.diffusion_fast_lora:
+                log.warning(
+                    "fast mode without TOONFORGE_DIFFUSION_FAST_LORA: the LCM scheduler only gives "
+                    "clean images with an LCM-distilled model"
+                )
 
         names, weights = [], []
-        for (ref, env_name), name in zip(self._lora_refs(), _lora_adapter_names):
+        for ref, env_name, name, scale in self._lora_refs():
             path = fetch_lora(ref, env_name)
-            scale = cfg.diffusion_lora_scale if name == "toonforge_style" else 1.0
             try:
                 pipe.load_lora_weights(str(path), adapter_name=name)
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:  # bad file / wrong base model
+            except (
+                OSError,
+                ValueError,
+                KeyError,
+                RuntimeError,
+            ) as exc:  # bad file / wrong base model
                 raise BackendUnavailableError(
-                    f"Could not load the LoRA {ref!r} ({env_name}): {exc}. It must be an SDXL LoRA "
+                    f"Could not load the LoRA {ref!r} ({env_name}): {describe_error(exc)}. It must be an SDXL LoRA "
                     "in diffusers, kohya or peft format."
                 ) from exc
             names.append(name)
@@ -488,7 +554,9 @@ class DiffusionStylizer:
             pipe.enable_model_cpu_offload(device=device)
         else:
             if cfg.cpu_offload:
-                log.warning("TOONFORGE_CPU_OFFLOAD ignored on %s", "ZeroGPU" if self._zero_gpu else device)
+                log.warning(
+                    "TOONFORGE_CPU_OFFLOAD ignored on %s", "ZeroGPU" if self._zero_gpu else device
+                )
             pipe.to(device)  # dtype was chosen at load time (or by whoever built `pipeline`)
         if cfg.vae_tiling:
             pipe.vae.enable_tiling()
@@ -571,25 +639,37 @@ class DiffusionStylizer:
         mask = torch.nn.functional.interpolate(mask, size=init.shape[-2:], mode="area")
         # Per-latent-pixel strength and, from it, how many of the nominal steps each pixel gets.
         pixel_steps = job.steps * (job.strength * (1 - mask) + job.face_strength * mask)
+        fewest_steps = float(pixel_steps.min())  # on the host: no GPU sync inside the loop
         # The pipeline draws its img2img noise first from this generator; drawing the same
         # tensor here lets the callback re-noise held pixels with exactly that noise.
-        noise = randn_tensor(init.shape, generator=torch.Generator().manual_seed(job.seed), device=device, dtype=dtype)
-        generator = torch.Generator().manual_seed(job.seed)  # CPU generator: same image on any device
+        noise = randn_tensor(
+            init.shape,
+            generator=torch.Generator().manual_seed(job.seed),
+            device=device,
+            dtype=dtype,
+        )
+        generator = torch.Generator().manual_seed(
+            job.seed
+        )  # CPU generator: same image on any device
 
         def on_step_end(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             total = p.num_timesteps
             remaining = total - i - 1
             # 1 = keep this pixel at the original image (re-noised), 0 = let it denoise; the
             # fractional band turns fractional step counts into a partial hold.
-            hold = (1 + remaining - pixel_steps).clamp(0, 1)
-            if float(hold.max()) > 0:
+            if 1 + remaining - fewest_steps > 0:
+                hold = (1 + remaining - pixel_steps).clamp(0, 1)
                 index = len(p.scheduler.timesteps) - total + i + 1
                 if index < len(p.scheduler.timesteps):
-                    anchor = p.scheduler.add_noise(init, noise, p.scheduler.timesteps[index : index + 1])
+                    anchor = p.scheduler.add_noise(
+                        init, noise, p.scheduler.timesteps[index : index + 1]
+                    )
                 else:
                     anchor = init
                 latents = kwargs["latents"]
-                kwargs["latents"] = torch.lerp(latents.float(), anchor.float(), hold).to(latents.dtype)
+                kwargs["latents"] = torch.lerp(latents.float(), anchor.float(), hold).to(
+                    latents.dtype
+                )
             if progress is not None:
                 progress(0.95 * (i + 1) / total, f"diffusion step {i + 1}/{total}")
             return kwargs
