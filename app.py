@@ -1,19 +1,21 @@
-"""Toonforge web UI (Gradio Blocks). UI wiring only: all image and mesh work is in pipeline/."""
+"""Toonforge web UI (Gradio Blocks). UI wiring only: all image and mesh work is in pipeline/,
+the job pool, storage and HTTP API in service/. ``python app.py`` serves UI and API on one port."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import uuid
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from pipeline import STAGES, Config, FigurineResult, Options, ToonforgeError, resolve_options, run
+from pipeline import STAGES, Config, FigurineResult, Options, ToonforgeError, resolve_options
 from pipeline.stylize import backend_availability, get_stylizer
 from pipeline.templates import load_template, template_names
+from service.http import create_app
+from service.runtime import Runtime
+from service.server import serve
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES_DIR = ROOT / "assets" / "examples"
@@ -50,14 +52,19 @@ def _quality_markdown(result: FigurineResult) -> str:
     return "\n".join(lines)
 
 
-def _session_dir(config: Config, request: gr.Request | None) -> Path:
-    session = (request.session_hash if request and request.session_hash else "anonymous")
-    return config.data_dir / "ui" / "".join(c for c in session if c.isalnum())[:64]
+def _session_key(request: gr.Request | None) -> str | None:
+    """Owner tag for a browser session's results, so that closing the tab deletes them."""
+    return request.session_hash if request and request.session_hash else None
 
 
-def build_demo(config: Config | None = None) -> gr.Blocks:
-    """The whole UI. ``config`` defaults to the environment's."""
-    config = config or Config.from_env()
+def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> gr.Blocks:
+    """The whole UI. ``config`` defaults to the runtime's, else the environment's; ``runtime``
+    (job pool, limits, storage) defaults to a new one for ``config``."""
+    if runtime is None:
+        runtime = Runtime(config or Config.from_env())
+    config = config or runtime.config
+    if runtime.config != config:
+        raise ValueError("the runtime was built with a different config")
     availability = backend_availability(config)
     backend_choices = [
         (name if status.available else f"{name} (unavailable)", name)
@@ -95,18 +102,18 @@ def build_demo(config: Config | None = None) -> gr.Blocks:
         progress: gr.Progress = gr.Progress(),
     ):
         """Photo -> cartoon, 3D figurine (GLB, STL), preview, timings and quality."""
-        out_dir = _session_dir(config, request) / uuid.uuid4().hex
         options = Options(template, style, backend, int(seed or 0), height_mm)
         try:
-            result = run(
+            # The same pool, queue bound and result store as the HTTP API.
+            result = runtime.generate_sync(
                 photo,
                 options,
-                out_dir=out_dir,
-                config=config,
+                interface="ui",
+                owner=_session_key(request),
                 progress=lambda fraction, stage: progress(fraction, desc=stage),
-            )
+            ).result
         except ToonforgeError as exc:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            runtime.metrics.count_error(exc.code, "ui")
             raise user_error(exc) from exc
         frame = _timings_frame(result)
         return {
@@ -121,7 +128,9 @@ def build_demo(config: Config | None = None) -> gr.Blocks:
         }
 
     def forget_session(request: gr.Request):
-        shutil.rmtree(_session_dir(config, request), ignore_errors=True)
+        owner = _session_key(request)
+        if owner:
+            runtime.store.forget_owner(owner)
 
     with gr.Blocks(title="Toonforge", delete_cache=(600, config.result_ttl_s)) as demo:
         gr.Markdown(HEADER)
@@ -203,6 +212,7 @@ def build_demo(config: Config | None = None) -> gr.Blocks:
             concurrency_limit=config.workers,
         )
         demo.unload(forget_session)
+    runtime.attach(demo)
     return demo
 
 
@@ -216,12 +226,17 @@ def main() -> None:
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    demo.queue(max_size=Config.from_env().queue_size).launch(
+    runtime = Runtime.of(demo)
+    assert runtime is not None
+    app = create_app(
+        runtime.config,
+        demo.queue(max_size=runtime.config.queue_size),
+        runtime=runtime,
+        allowed_paths=[str(EXAMPLES_DIR)],
         server_name=args.host,
         server_port=args.port,
-        share=args.share,
-        allowed_paths=[str(EXAMPLES_DIR)],
     )
+    serve(app, host=args.host, port=args.port, share_token=demo.share_token if args.share else None)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,9 @@ def _stylizer_for(base, config: Config) -> DiffusionStylizer:
     from diffusers import EulerDiscreteScheduler
 
     components = dict(base.components, scheduler=EulerDiscreteScheduler(**SCHEDULER_CONFIG))
-    pipe = type(base)(**components, requires_aesthetics_score=False, force_zeros_for_empty_prompt=True)
+    pipe = type(base)(
+        **components, requires_aesthetics_score=False, force_zeros_for_empty_prompt=True
+    )
     return DiffusionStylizer(config, pipeline=pipe)
 
 
@@ -116,7 +118,9 @@ def run(args: argparse.Namespace) -> dict:
 
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
-        raise SystemExit("--device cuda but torch sees no CUDA GPU; use --device cpu --tiny to smoke-test.")
+        raise SystemExit(
+            "--device cuda but torch sees no CUDA GPU; use --device cpu --tiny to smoke-test."
+        )
     dtype = torch.float16 if cuda else torch.float32
     arch = TINY_ARCH if args.tiny else SDXL_ARCH
     sizes = args.sizes or ([128, 64] if args.tiny else [1024, 512])
@@ -159,13 +163,17 @@ def run(args: argparse.Namespace) -> dict:
                     "size": size,
                     "steps": steps,
                     "mode": "fast (LCM, no CFG)" if fast else "standard (Euler, CFG)",
-                    "unet_steps": int(steps * max(config.diffusion_strength, config.diffusion_face_strength)),
+                    "unet_steps": int(
+                        steps * max(config.diffusion_strength, config.diffusion_face_strength)
+                    ),
                     "guidance": stylizer._guidance(),
                     "runs": args.runs,
                     "p50_ms": round(float(p50), 2),
                     "p95_ms": round(float(p95), 2),
                     "mean_ms": round(float(np.mean(times)), 2),
-                    "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+                    "peak_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                    if cuda
+                    else None,
                 }
             )
             log.info("%s", rows[-1])
@@ -173,7 +181,9 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "diffusion_gpu",
         "tiny": args.tiny,
         "device": args.device,
-        "device_name": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name()
+        if cuda
+        else platform.processor() or platform.machine(),
         "dtype": str(dtype).removeprefix("torch."),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
@@ -190,7 +200,10 @@ def print_table(report: dict) -> None:
         f"SDXL img2img{' (tiny)' if report['tiny'] else ''} on {report['device_name']} "
         f"[{report['dtype']}], strength {report['strength']}, face {report['face_strength']}"
     )
-    header = f"{'size':>6} {'steps':>5} {'unet':>5} {'mode':<22} {'p50 ms':>10} {'p95 ms':>10} {'peak MB':>9}"
+    header = (
+        f"{'size':>6} {'steps':>5} {'unet':>5} {'mode':<22} "
+        f"{'p50 ms':>10} {'p95 ms':>10} {'peak MB':>9}"
+    )
     print(header)
     print("-" * len(header))
     for r in report["results"]:
@@ -202,15 +215,23 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--tiny", action="store_true", help="tiny random SDXL (for tests / no GPU)")
-    parser.add_argument("--sizes", type=int, nargs="+", help="image sides (default 1024 512; tiny: 128 64)")
-    parser.add_argument("--steps", type=int, nargs="+", default=[4, 30], help="scheduler steps (default 4 30)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="image sides (default 1024 512; tiny: 128 64)"
+    )
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=[4, 30], help="scheduler steps (default 4 30)"
+    )
     parser.add_argument("--strength", type=float, default=Config().diffusion_strength)
     parser.add_argument("--runs", type=int, default=5, help="timed runs per row (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per row (default 1)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "diffusion_gpu.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "diffusion_gpu.json"
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")

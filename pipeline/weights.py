@@ -1,7 +1,7 @@
 """Fetch and inspect the diffusion backend's weights.
 
-    python -m pipeline.weights download   # TOONFORGE_DIFFUSION_MODEL / _LORA / _FAST_LORA -> HF cache
-    python -m pipeline.weights status     # can the diffusion backend run here, and if not why
+    python -m pipeline.weights download  # TOONFORGE_DIFFUSION_MODEL/_LORA/_FAST_LORA -> HF cache
+    python -m pipeline.weights status    # can the diffusion backend run here, and if not, why
 
 ``download`` fetches only what the SDXL img2img pipeline loads (the configured variant, safetensors
 only), not every file of the repo. Exit codes: 0 ok, 1 (status) unavailable, 2 nothing configured
@@ -38,8 +38,9 @@ def _download_model(config: Config) -> str:
         )
     except (OSError, ValueError) as exc:  # HTTP, auth, missing variant files, offline mode
         raise BackendUnavailableError(
-            f"Could not download {ref!r}: {describe_error(exc)}. Check the repo id, the network, HF_TOKEN for gated "
-            "repos, TOONFORGE_DIFFUSION_VARIANT (e.g. fp16) and that HF_HUB_OFFLINE is not set."
+            f"Could not download {ref!r}: {describe_error(exc)}. Check the repo id, the "
+            "network, HF_TOKEN for gated repos, TOONFORGE_DIFFUSION_VARIANT (e.g. fp16) and that "
+            "HF_HUB_OFFLINE is not set."
         ) from exc
     return str(path)
 
@@ -49,9 +50,9 @@ def download(config: Config) -> int:
 
     if not config.diffusion_model:
         print(
-            "Nothing to download: set TOONFORGE_DIFFUSION_MODEL to an SDXL Hub id "
-            "(e.g. stabilityai/stable-diffusion-xl-base-1.0, with TOONFORGE_DIFFUSION_VARIANT=fp16) "
-            "or a local diffusers folder.",
+            "Nothing to download: set TOONFORGE_DIFFUSION_MODEL to an SDXL Hub id (e.g. "
+            "stabilityai/stable-diffusion-xl-base-1.0, with TOONFORGE_DIFFUSION_VARIANT=fp16) or "
+            "a local diffusers folder.",
             file=sys.stderr,
         )
         return 2
@@ -78,7 +79,8 @@ def status(config: Config) -> int:
         print(f"lora: {config.diffusion_lora} (scale {config.diffusion_lora_scale})")
     if config.diffusion_fast:
         print(
-            f"fast mode: {config.diffusion_fast_steps} steps, LCM-LoRA {config.diffusion_fast_lora or '(none)'}"
+            f"fast mode: {config.diffusion_fast_steps} steps, "
+            f"LCM-LoRA {config.diffusion_fast_lora or '(none)'}"
         )
     print(f"diffusion backend: {'available' if check.available else 'unavailable'}")
     if check.reason:

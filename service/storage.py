@@ -140,6 +140,8 @@ class ResultStore:
                         break
                     total -= self._entries.pop(result_id).size
                     victims.append(result_id)
+        if victims:
+            log.info("purging %d expired or over-cap result(s)", len(victims))
         return self._delete(victims)
 
     @property
@@ -157,9 +159,7 @@ class ResultStore:
 
     def _delete(self, ids: list[str]) -> int:
         for result_id in ids:
-            shutil.rmtree(self.root / result_id, ignore_errors=True)
-        if ids:
-            log.info("purged %d result(s)", len(ids))
+            _remove_tree(self.root / result_id)
         return len(ids)
 
     def _adopt_existing(self) -> None:
@@ -173,7 +173,7 @@ class ResultStore:
             else:  # not ours (or half-written junk): ids are the only names we create
                 log.warning("removing unexpected entry in result store: %s", child.name)
                 if child.is_dir():
-                    shutil.rmtree(child, ignore_errors=True)
+                    _remove_tree(child)
                 else:
                     child.unlink(missing_ok=True)
 
@@ -183,3 +183,13 @@ def _folder_size(folder: Path) -> int:
         return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
     except FileNotFoundError:
         return 0
+
+
+def _remove_tree(folder: Path) -> None:
+    """rmtree that tolerates an already-deleted folder but reports any other failure."""
+
+    def report(_func, target, exc_info) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):
+            log.warning("could not delete %s: %s", target, exc_info[1])
+
+    shutil.rmtree(folder, onerror=report)

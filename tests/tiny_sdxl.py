@@ -99,7 +99,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             printable.append(b)
             chars.append(256 + extra)
             extra += 1
-    return dict(zip(printable, (chr(c) for c in chars)))
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
 
 
 def build_clip_tokenizer(model_max_length: int = 77):
@@ -117,7 +117,9 @@ def build_clip_tokenizer(model_max_length: int = 77):
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
 
 
-def build_sdxl_img2img(arch: dict[str, dict[str, Any]], *, seed: int = 0, device: str = "cpu", dtype=None):
+def build_sdxl_img2img(
+    arch: dict[str, dict[str, Any]], *, seed: int = 0, device: str = "cpu", dtype=None
+):
     """An SDXL img2img pipeline with random weights for ``arch`` (see :data:`TINY_ARCH`).
 
     Weights are initialised directly on ``device`` (fast for the full-size model on a GPU) and
@@ -144,7 +146,9 @@ def build_sdxl_img2img(arch: dict[str, dict[str, Any]], *, seed: int = 0, device
         unet = UNet2DConditionModel(**arch["unet"])
         vae = AutoencoderKL(**arch["vae"])
         text_encoder = CLIPTextModel(CLIPTextConfig(**arch["text_encoder"], **special))
-        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**arch["text_encoder_2"], **special))
+        text_encoder_2 = CLIPTextModelWithProjection(
+            CLIPTextConfig(**arch["text_encoder_2"], **special)
+        )
     pipe = StableDiffusionXLImg2ImgPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -192,7 +196,9 @@ def save_tiny_lora(model_dir: Path, out_dir: Path, seed: int = 1, rank: int = 4)
             if "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    StableDiffusionXLPipeline.save_lora_weights(out_dir, unet_lora_layers=layers, safe_serialization=True)
+    StableDiffusionXLPipeline.save_lora_weights(
+        out_dir, unet_lora_layers=layers, safe_serialization=True
+    )
     return out_dir / "pytorch_lora_weights.safetensors"
 
 
@@ -228,10 +234,16 @@ def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A smooth, deterministic RGB uint8 test picture (gradients plus a bright face ellipse)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.stack(
-        [xx / max(width - 1, 1), yy / max(height - 1, 1), 0.5 + 0.5 * np.sin(xx / 7 + yy / 11 + seed)],
+        [
+            xx / max(width - 1, 1),
+            yy / max(height - 1, 1),
+            0.5 + 0.5 * np.sin(xx / 7 + yy / 11 + seed),
+        ],
         axis=-1,
     )
-    inside = ((xx - width / 2) / (width * 0.2)) ** 2 + ((yy - height * 0.45) / (height * 0.27)) ** 2 <= 1
+    inside = ((xx - width / 2) / (width * 0.2)) ** 2 + (
+        (yy - height * 0.45) / (height * 0.27)
+    ) ** 2 <= 1
     image[inside] = image[inside] * 0.3 + np.array([0.9, 0.7, 0.6]) * 0.7
     return (image * 255).round().astype(np.uint8)
 
@@ -243,6 +255,11 @@ def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="session")
 def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny SDXL diffusers folder (set TOONFORGE_DIFFUSION_MODEL to it)."""
+    import torch
+
+    # The tiny model's kernels take microseconds: extra threads only add OpenMP spin-waiting,
+    # which made these tests ~3x slower on a busy 2-core machine.
+    torch.set_num_threads(1)
     return save_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "model")
 
 

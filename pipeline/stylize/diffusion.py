@@ -164,9 +164,10 @@ def check_model(ref: str) -> ModelSource:
                 ref,
                 None,
                 "",
-                f"TOONFORGE_DIFFUSION_MODEL={ref!r} is a single file; the backend needs a diffusers "
-                "folder. Convert it once with StableDiffusionXLImg2ImgPipeline.from_single_file(...)"
-                ".save_pretrained(folder) and point TOONFORGE_DIFFUSION_MODEL at that folder.",
+                f"TOONFORGE_DIFFUSION_MODEL={ref!r} is a single file; the backend needs a "
+                "diffusers folder. Convert it once with StableDiffusionXLImg2ImgPipeline"
+                ".from_single_file(...).save_pretrained(folder) and point "
+                "TOONFORGE_DIFFUSION_MODEL at that folder.",
             )
         if not local.is_dir():
             return ModelSource(
@@ -262,8 +263,8 @@ def fetch_lora(ref: str, env_name: str = "TOONFORGE_DIFFUSION_LORA") -> Path:
         snapshot = Path(snapshot_download(repo_id, allow_patterns=["*.safetensors", "*.json"]))
     except OSError as exc:  # huggingface_hub's HTTP and cache errors are OSErrors
         raise BackendUnavailableError(
-            f"Could not download the LoRA {ref!r}: {describe_error(exc)}. Check the name and the network, or set "
-            f"{env_name} to a local .safetensors file."
+            f"Could not download the LoRA {ref!r}: {describe_error(exc)}. Check the name and "
+            f"the network, or set {env_name} to a local .safetensors file."
         ) from exc
     found = _lora_file_in(snapshot)
     if found is None:
@@ -509,9 +510,9 @@ class DiffusionStylizer:
             ValueError,
         ) as exc:  # missing/corrupt files, wrong pipeline type, no network
             raise BackendUnavailableError(
-                f"Could not load the SDXL model {self.config.diffusion_model!r}: {describe_error(exc)}. "
-                "Check TOONFORGE_DIFFUSION_MODEL (a local SDXL diffusers folder or a Hub id) and "
-                f"TOONFORGE_DIFFUSION_VARIANT, or {DOWNLOAD_HINT}."
+                f"Could not load the SDXL model {self.config.diffusion_model!r}: "
+                f"{describe_error(exc)}. Check TOONFORGE_DIFFUSION_MODEL (a local SDXL diffusers "
+                f"folder or a Hub id) and TOONFORGE_DIFFUSION_VARIANT, or {DOWNLOAD_HINT}."
             ) from exc
 
     def _configure(self, pipe: Any) -> Any:
@@ -541,8 +542,8 @@ class DiffusionStylizer:
                 RuntimeError,
             ) as exc:  # bad file / wrong base model
                 raise BackendUnavailableError(
-                    f"Could not load the LoRA {ref!r} ({env_name}): {describe_error(exc)}. It must be an SDXL LoRA "
-                    "in diffusers, kohya or peft format."
+                    f"Could not load the LoRA {ref!r} ({env_name}): {describe_error(exc)}. "
+                    "It must be an SDXL LoRA in diffusers, kohya or peft format."
                 ) from exc
             names.append(name)
             weights.append(scale)
@@ -592,7 +593,8 @@ class DiffusionStylizer:
     ) -> StylizeResult:
         if style not in STYLE_PROMPTS:
             raise UnknownStyleError(
-                f"Unknown style {style!r} for the diffusion backend. Choose one of: {', '.join(self.styles)}."
+                f"Unknown style {style!r} for the diffusion backend. "
+                f"Choose one of: {', '.join(self.styles)}."
             )
         from PIL import Image
 
@@ -687,7 +689,7 @@ class DiffusionStylizer:
         ).images
         out = images[0]
         if not np.isfinite(out).all():
-            # Usually an fp16 overflow in the VAE; better a visible warning than a silent black image.
+            # Usually an fp16 overflow in the VAE: warn rather than return a silent black image.
             log.warning("diffusion output had non-finite values (fp16 overflow?); clamped")
             out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
         return (np.clip(out, 0.0, 1.0) * 255).round().astype(np.uint8)

@@ -62,8 +62,13 @@ def test_lora_changes_the_output(config, stylizer, tiny_lora_path):
     base, styled = _run(stylizer, seed=5), _run(with_file, seed=5)
     assert np.abs(base.astype(int) - styled).mean() > 1.0
     assert np.array_equal(styled, _run(with_dir, seed=5))  # a folder finds the same weights file
-    weaker = DiffusionStylizer(replace(config, diffusion_lora=str(tiny_lora_path), diffusion_lora_scale=0.2))
-    assert np.abs(base.astype(int) - _run(weaker, seed=5)).mean() < np.abs(base.astype(int) - styled).mean()
+    weaker = DiffusionStylizer(
+        replace(config, diffusion_lora=str(tiny_lora_path), diffusion_lora_scale=0.2)
+    )
+    assert (
+        np.abs(base.astype(int) - _run(weaker, seed=5)).mean()
+        < np.abs(base.astype(int) - styled).mean()
+    )
 
 
 def test_progress_reports_increasing_fractions(config):
@@ -184,14 +189,18 @@ def test_broken_model_folder_raises_backend_unavailable(tmp_path, tiny_sdxl_dir)
 
 
 def test_missing_lora_is_reported(config, tmp_path):
-    status = DiffusionStylizer(replace(config, diffusion_lora=str(tmp_path / "nope.safetensors"))).availability()
+    status = DiffusionStylizer(
+        replace(config, diffusion_lora=str(tmp_path / "nope.safetensors"))
+    ).availability()
     assert not status.available and "TOONFORGE_DIFFUSION_LORA" in status.reason
 
 
 def test_bad_settings_are_reported(config):
     status = DiffusionStylizer(replace(config, diffusion_strength=1.5)).availability()
     assert not status.available and "TOONFORGE_DIFFUSION_STRENGTH" in status.reason
-    status = DiffusionStylizer(replace(config, diffusion_steps=1, diffusion_strength=0.5)).availability()
+    status = DiffusionStylizer(
+        replace(config, diffusion_steps=1, diffusion_strength=0.5)
+    ).availability()
     assert not status.available and "no denoising step" in status.reason
 
 
@@ -202,8 +211,74 @@ def test_import_does_not_import_torch():
         "from pipeline.config import Config\n"
         "s = d.DiffusionStylizer(Config())\n"
         "s.availability()\n"
-        "print(json.dumps(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules)))\n"
+        "heavy = ('torch', 'diffusers', 'transformers')\n"
+        "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
     )
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_zero_gpu_preloads_and_runs_through_spaces_gpu(monkeypatch, config):
+    """On ZeroGPU the model is loaded at construction (before the app launches) and the
+    denoising goes through spaces.GPU; progress stays in the main process."""
+    import importlib.machinery
+    import types
+
+    from pipeline.stylize import diffusion
+
+    calls: list[str] = []
+
+    def gpu(duration):
+        def wrap(fn):
+            def run(*args):
+                calls.append(fn.__name__)
+                return fn(*args)
+
+            return run
+
+        calls.append(f"GPU(duration={duration})")
+        return wrap
+
+    fake = types.ModuleType("spaces")
+    fake.__spec__ = importlib.machinery.ModuleSpec("spaces", None)
+    fake.GPU = gpu
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setattr(diffusion, "_gpu_entry", None)
+
+    stylizer = DiffusionStylizer(replace(config, diffusion_gpu_duration=42))
+    assert stylizer._pipe is not None  # preloaded in __init__
+    progress: list[float] = []
+    image = stylizer.stylize(PHOTO, FACE, "toon", 4, lambda f, m: progress.append(f)).image
+    assert calls == ["GPU(duration=42)", "_gpu_generate"]
+    assert progress == [1.0]
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    assert np.array_equal(image, _run(DiffusionStylizer(config), seed=4))
+
+
+def test_weights_cli(monkeypatch, capsys, tiny_sdxl_dir, tiny_lora_path):
+    from pipeline import weights
+
+    for key in (
+        "TOONFORGE_DIFFUSION_MODEL",
+        "TOONFORGE_DIFFUSION_LORA",
+        "TOONFORGE_DIFFUSION_FAST_LORA",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert weights.main(["download"]) == 2
+    assert "TOONFORGE_DIFFUSION_MODEL" in capsys.readouterr().err
+    assert weights.main(["status"]) == 1
+
+    monkeypatch.setenv("TOONFORGE_DIFFUSION_MODEL", str(tiny_sdxl_dir))
+    monkeypatch.setenv("TOONFORGE_DIFFUSION_LORA", str(tiny_lora_path))
+    assert weights.main(["status"]) == 0
+    assert "available" in capsys.readouterr().out
+    assert weights.main(["download"]) == 0  # local files: validated, nothing fetched
+    assert str(tiny_lora_path) in capsys.readouterr().out
+
+    assert weights.main(["download", "--model", "toonforge-tests/not-a-cached-model"]) == 2
+    assert "Could not download" in capsys.readouterr().err

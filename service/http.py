@@ -1,0 +1,397 @@
+"""The FastAPI app: JSON API, health, metrics, with the Gradio UI mounted at "/".
+
+One process serves both on one port; both go through the same :class:`Runtime` (job pool,
+limits, result store, metrics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline import STAGES, Config, Options, ToonforgeError, resolve_options
+from pipeline.errors import OptionError
+from pipeline.export import GLB_NAME, PREVIEW_NAME, REPORT_NAME, STL_NAME, STYLIZED_NAME
+from pipeline.stylize import backend_availability
+from service.errors import (
+    INTERNAL_DETAIL,
+    INTERNAL_ERROR,
+    NotFoundError,
+    error_body,
+    http_status,
+    retry_after_s,
+)
+from service.form import read_upload
+from service.runtime import Runtime
+
+log = logging.getLogger("toonforge.http")
+access_log = logging.getLogger("toonforge.access")
+
+ARTIFACTS = {
+    "stylized": STYLIZED_NAME,
+    "glb": GLB_NAME,
+    "stl": STL_NAME,
+    "preview": PREVIEW_NAME,
+    "report": REPORT_NAME,
+}
+MEDIA_TYPES = {
+    STYLIZED_NAME: "image/png",
+    GLB_NAME: "model/gltf-binary",
+    STL_NAME: "model/stl",
+    PREVIEW_NAME: "image/png",
+    REPORT_NAME: "application/json",
+}
+DOWNLOADS = {GLB_NAME, STL_NAME}  # served as attachments; images and JSON inline
+FORM_FIELDS = ("template", "style", "backend", "seed", "height_mm")
+ROUTES = ("/health", "/metrics", "/api/upload", "/api/results/{result_id}/{name}")
+UI_ROUTE = "ui"  # metrics/log label for everything the mounted Gradio app serves
+SCOPE_KEY = "toonforge"
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+HEALTH_CACHE_S = 10.0
+CHUNK = 256 * 1024
+
+UPLOAD_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "template": {"type": "string", "default": "default"},
+                        "style": {"type": "string", "default": "toon"},
+                        "backend": {"type": "string"},
+                        "seed": {"type": "integer", "default": 0},
+                        "height_mm": {"type": "number"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@dataclass
+class RequestInfo:
+    """Per-request facts the middleware logs; handlers fill in what they learn."""
+
+    id: str
+    status: int = 0
+    error: str | None = None
+    result_id: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def request_info(request: Request) -> RequestInfo:
+    return request.scope[SCOPE_KEY]
+
+
+class RequestMiddleware:
+    """Request id, X-Process-Time, metrics, one log line per request, and the last-resort 500.
+
+    Pure ASGI (not BaseHTTPMiddleware) so that Gradio's streamed responses pass untouched.
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.metrics = runtime.metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        incoming = _header(scope, b"x-request-id")
+        info = RequestInfo(id=incoming if incoming and REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex)
+        scope[SCOPE_KEY] = info
+        response_started = False
+        first_byte_s = 0.0
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal response_started, first_byte_s
+            if message["type"] == "http.response.start":
+                response_started = True
+                first_byte_s = time.perf_counter() - start
+                info.status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = info.id
+                headers["X-Process-Time"] = f"{first_byte_s:.6f}"
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            info.status = 499  # nginx's "client closed request"; nobody is left to answer
+        except Exception:
+            if response_started:
+                raise
+            log.exception("unhandled error in request %s", info.id)
+            info.error = INTERNAL_ERROR
+            self.metrics.count_error(INTERNAL_ERROR, "http")
+            response = JSONResponse(error_body(INTERNAL_ERROR, INTERNAL_DETAIL), status_code=500)
+            await response(scope, receive, send_with_headers)
+        finally:
+            self.metrics.in_flight.dec()
+            seconds = first_byte_s or (time.perf_counter() - start)
+            route = _route_label(scope)
+            self.metrics.observe_request(route, scope["method"], info.status, seconds)
+            access_log.info(_log_line(info, scope["method"], route, seconds))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _route_label(scope: Scope) -> str:
+    """The route template, never the raw path: ids and Gradio file paths stay out of labels."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path in ROUTES:  # the mounted Gradio app has none of these paths
+        return path
+    return UI_ROUTE
+
+
+def _log_line(info: RequestInfo, method: str, route: str, seconds: float) -> str:
+    entry: dict[str, Any] = {
+        "request_id": info.id,
+        "method": method,
+        "route": route,
+        "status": info.status,
+        "duration_ms": round(seconds * 1000, 2),
+    }
+    if info.error:
+        entry["error"] = info.error
+    if info.result_id:
+        entry["result_id"] = info.result_id
+    if info.timings_ms:
+        entry["stages_ms"] = {k: round(v, 1) for k, v in info.timings_ms.items() if k in (*STAGES, "total")}
+    return json.dumps(entry, separators=(",", ":"))
+
+
+class _BackendStatus:
+    """``backend_availability`` is cheap but not free; /health must stay in the microseconds."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._checked = -math.inf
+        self._value: dict[str, dict[str, Any]] = {}
+
+    def get(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        if now - self._checked > HEALTH_CACHE_S:
+            self._value = {
+                name: {"available": status.available, "reason": status.reason}
+                for name, status in backend_availability(self.config).items()
+            }
+            self._checked = now
+        return self._value
+
+
+def _options(fields: dict[str, str]) -> Options:
+    unknown = sorted(set(fields) - set(FORM_FIELDS))
+    if unknown:
+        raise OptionError(f"Unknown form field {unknown[0]!r}. Allowed: file, {', '.join(FORM_FIELDS)}.")
+    defaults = Options()
+    try:
+        seed = int(fields["seed"]) if fields.get("seed") else defaults.seed
+    except ValueError as exc:
+        raise OptionError("The seed must be a whole number, e.g. 42.") from exc
+    try:
+        height = float(fields["height_mm"]) if fields.get("height_mm") else None
+    except ValueError as exc:
+        raise OptionError("height_mm must be a number of millimetres, e.g. 120.") from exc
+    return Options(
+        template=fields.get("template") or defaults.template,
+        style=fields.get("style") or defaults.style,
+        backend=fields.get("backend") or None,
+        seed=seed,
+        height_mm=height,
+    )
+
+
+def _read_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+def error_response(request: Request, exc: ToonforgeError) -> JSONResponse:
+    """The single place where a Toonforge error becomes an HTTP response."""
+    info = request.scope.get(SCOPE_KEY)
+    if info is not None:
+        info.error = exc.code
+    request.app.state.runtime.metrics.count_error(exc.code, "http")
+    headers = {}
+    retry = retry_after_s(exc)
+    if retry is not None:
+        headers["Retry-After"] = str(retry)
+    return JSONResponse(error_body(exc.code, exc.detail), status_code=http_status(exc), headers=headers)
+
+
+def create_app(
+    config: Config,
+    demo: Any = None,
+    *,
+    runtime: Runtime | None = None,
+    purge_interval_s: float | None = None,
+    **gradio_kwargs: Any,
+) -> FastAPI:
+    """The web app. ``demo`` (a ``gr.Blocks``) is mounted at "/" if given.
+
+    ``runtime`` defaults to the one ``demo`` was built with (see ``app.build_demo``), so that
+    the UI and the API share one job pool and store. ``gradio_kwargs`` go to
+    ``gr.mount_gradio_app`` (theme, css, allowed_paths...).
+    """
+    if runtime is None and demo is not None:
+        runtime = Runtime.of(demo)
+    runtime = runtime or Runtime(config)
+    if runtime.config != config:
+        raise ValueError("the runtime was built with a different config")
+    interval = purge_interval_s or max(1.0, min(60.0, config.result_ttl_s / 4))
+    backends = _BackendStatus(config)
+    backends.get()  # warm: the first check imports modules
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        purger = asyncio.create_task(_purge_periodically(runtime, interval))
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+
+    app = FastAPI(
+        title="Toonforge",
+        version=runtime.version,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.runtime = runtime
+    app.add_middleware(RequestMiddleware, runtime=runtime)
+
+    @app.exception_handler(ToonforgeError)
+    async def _toonforge_error(request: Request, exc: ToonforgeError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(request, NotFoundError("No such endpoint. See /api/docs."))
+        code = {405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+        runtime.metrics.count_error(code, "http")
+        request_info(request).error = code
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, OptionError(f"Malformed request: {exc.errors()[0]['msg']}."))
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """Liveness and what this server can do. Never touches the job pool."""
+        jobs = runtime.jobs
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": runtime.version,
+                "uptime_s": round(runtime.uptime_s, 1),
+                "backends": backends.get(),
+                "queue": {
+                    "workers": jobs.workers,
+                    "running": jobs.running,
+                    "waiting": jobs.waiting,
+                    "capacity": jobs.capacity,
+                },
+            }
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = runtime.metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.post("/api/upload", openapi_extra=UPLOAD_OPENAPI)
+    async def upload(request: Request) -> JSONResponse:
+        """Photo in (multipart field ``file``), figurine out: ids, report and artifact URLs."""
+        form = await read_upload(request, config.max_upload_bytes)
+        options = _options(form.fields)
+        resolve_options(options, config)  # bad options fail here, before taking a queue slot
+        generated = await runtime.generate(form.file, options, interface="http")
+        result = generated.result
+        info = request_info(request)
+        info.result_id, info.timings_ms = generated.id, result.timings_ms
+        report = result.report()
+        artifacts = {
+            key: str(request.url_for("result_file", result_id=generated.id, name=name))
+            for key, name in ARTIFACTS.items()
+        }
+        return JSONResponse({"id": generated.id, **report, "artifacts": artifacts})
+
+    @app.get("/api/results/{result_id}/{name}", name="result_file")
+    async def result_file(result_id: str, name: str) -> StreamingResponse:
+        """One file of a result, while it lives (``result_ttl_s``)."""
+        media_type = MEDIA_TYPES.get(name)
+        path = runtime.store.file(result_id, name) if media_type else None
+        gone = NotFoundError(
+            f"No such result file. Results are kept {config.result_ttl_s // 60} minutes; "
+            "upload the photo again."
+        )
+        if path is None:
+            raise gone
+        try:
+            # An open handle keeps the bytes readable even if a purge deletes the file now.
+            handle = open(path, "rb")  # noqa: SIM115 - closed by _read_chunks
+        except FileNotFoundError:
+            raise gone from None
+        headers = {
+            "Content-Length": str(os.fstat(handle.fileno()).st_size),
+            "Cache-Control": "private, max-age=300",
+            "X-Content-Type-Options": "nosniff",
+        }
+        if name in DOWNLOADS:
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return StreamingResponse(_read_chunks(handle), media_type=media_type, headers=headers)
+
+    if demo is not None:
+        import gradio as gr  # only here: the API alone does not need gradio
+
+        gradio_kwargs.setdefault("max_file_size", config.max_upload_bytes)
+        # Mounted last: "/" matches everything, so the API routes above must come first.
+        gr.mount_gradio_app(app, demo, path="/", **gradio_kwargs)
+    return app
+
+
+async def _purge_periodically(runtime: Runtime, interval_s: float) -> None:
+    """Expire results on a timer too, so that an idle server still frees its disk."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(runtime.purge)
+        except OSError:
+            log.exception("purging results failed; will retry")

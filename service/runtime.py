@@ -1,0 +1,141 @@
+"""What the HTTP API and the UI share: config, job pool, result store and metrics.
+
+Both interfaces call :meth:`Runtime.generate` (async) or :meth:`Runtime.generate_sync`, so a
+photo from either goes through the same limits, queue and storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline import Config, FigurineResult, Options, ToonforgeError, run
+from pipeline.stylize import ProgressFn
+from pipeline.validate import ImageInput
+from service import __version__
+from service.jobs import JobPool
+from service.metrics import Metrics
+from service.storage import ResultStore
+
+log = logging.getLogger("toonforge.runtime")
+
+# Blocks -> Runtime it was built with, so that create_app(config, demo) can find it.
+_BY_DEMO: "weakref.WeakKeyDictionary[Any, Runtime]" = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class Generated:
+    id: str
+    result: FigurineResult
+
+
+class Runtime:
+    """One per process: the pool, store and metrics every interface uses."""
+
+    def __init__(self, config: Config, *, version: str = __version__) -> None:
+        self.config = config
+        self.version = version
+        self.started = time.monotonic()
+        self.jobs = JobPool(config.workers, config.queue_size)
+        self.store = ResultStore(config.data_dir / "results", config.result_ttl_s, config.max_disk_bytes)
+        self.metrics = Metrics(version)
+        self.metrics.bind(self.jobs, self.store)
+
+    # -- the Gradio Blocks built on this runtime --------------------------------------------
+    def attach(self, demo: Any) -> None:
+        _BY_DEMO[demo] = self
+
+    @staticmethod
+    def of(demo: Any) -> "Runtime | None":
+        return _BY_DEMO.get(demo)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    async def generate(self, image: ImageInput, options: Options, *, interface: str) -> Generated:
+        """Run the pipeline on the pool; raises ToonforgeError (QueueFullError when full)."""
+        result_id, future = self._submit(image, options, None, None, interface)
+        try:
+            result = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            log.info("client went away; job %s abandoned", result_id)
+            raise
+        return Generated(result_id, result)
+
+    def generate_sync(
+        self,
+        image: ImageInput,
+        options: Options,
+        *,
+        interface: str,
+        owner: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Generated:
+        """Blocking variant for synchronous callers (the Gradio handler)."""
+        result_id, future = self._submit(image, options, owner, progress, interface)
+        return Generated(result_id, future.result())
+
+    def _submit(
+        self,
+        image: ImageInput,
+        options: Options,
+        owner: str | None,
+        progress: ProgressFn | None,
+        interface: str,
+    ) -> tuple[str, "Future[FigurineResult]"]:
+        result_id = self.store.reserve(owner)
+        try:
+            future = self.jobs.submit(self._job, result_id, image, options, progress, interface)
+        except ToonforgeError as exc:
+            self.store.discard(result_id)
+            self.metrics.jobs.labels(interface, exc.code).inc()
+            raise
+
+        def _cancelled(fut: Future) -> None:
+            # Cancelled before it started (client gone): free the reserved id.
+            if fut.cancelled():
+                self.store.discard(result_id)
+                self.metrics.jobs.labels(interface, "cancelled").inc()
+
+        future.add_done_callback(_cancelled)
+        return result_id, future
+
+    def _job(
+        self,
+        result_id: str,
+        image: ImageInput,
+        options: Options,
+        progress: ProgressFn | None,
+        interface: str,
+    ) -> FigurineResult:
+        """Runs on a worker thread."""
+        try:
+            result = run(
+                image, options, out_dir=self.store.path(result_id), config=self.config, progress=progress
+            )
+        except ToonforgeError as exc:
+            self.store.discard(result_id)
+            self.metrics.jobs.labels(interface, exc.code).inc()
+            raise
+        except BaseException:
+            self.store.discard(result_id)
+            self.metrics.jobs.labels(interface, "internal_error").inc()
+            raise
+        self.metrics.observe_stages(result.timings_ms)
+        self.metrics.jobs.labels(interface, "ok").inc()
+        # Purging here keeps the disk cap after every job, off the event loop.
+        self.store.commit(result_id)
+        return result
+
+    def purge(self) -> int:
+        return self.store.purge()
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started
+
+    def close(self) -> None:
+        self.jobs.shutdown(wait=False)
