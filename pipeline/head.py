@@ -23,8 +23,8 @@ from pipeline.face_regions import face_oval_ring, feature_groups
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, NOSE_TIP, FaceAnalysis
 
 # Head ellipsoid semi-axes in units of half the face width: a big round chibi cranium.
-HEAD_A, HEAD_B, HEAD_C = 1.32, 1.58, 1.3
-RELIEF_GAIN = 1.2  # a little exaggeration reads better at figurine scale
+HEAD_A, HEAD_B, HEAD_C = 1.32, 1.58, 1.55
+RELIEF_GAIN = 1.0  # the frontalized landmarks already read well at figurine scale
 BLEND_BAND = 0.22  # width of the seam between face surface and skull
 TEXTURE_WIDTH = 512
 SPHERE_RINGS, SPHERE_SEGMENTS = 72, 112
@@ -170,6 +170,15 @@ def _frontal_texture(
     return np.clip(texture, 0, 255).astype(np.uint8), skin, (x0, x1, y0, y1)
 
 
+def _cartoon_hair(rgb: RGB) -> RGB:
+    """Richer, slightly darker hair: a photo's median hair colour looks washed out in plastic."""
+    hsv = cv2.cvtColor(np.uint8([[rgb]]), cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 1] = np.clip(hsv[..., 1] * 1.35, 0, 255)
+    hsv[..., 2] = hsv[..., 2] * 0.85
+    r, g, b = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
+    return (int(r), int(g), int(b))
+
+
 def _measure_hair(
     photo: np.ndarray, face: FaceAnalysis, skin: RGB
 ) -> tuple[RGB, str, float, float]:
@@ -182,7 +191,7 @@ def _measure_hair(
     top = float(lm[FOREHEAD_TOP, 1])
     band = slice(int(max(0, top - 0.3 * face_h)), int(max(0, top - 0.05 * face_h)))
     region = photo[band, x0:x1][mask[band, x0:x1]]
-    hair = _median_rgb(region, (70, 50, 35))
+    hair = _cartoon_hair(_median_rgb(region, (70, 50, 35)))
     # Height of the person silhouette above the forehead, relative to face height.
     cols = mask[:, x0:x1].any(axis=1)
     rows = np.flatnonzero(cols)
