@@ -17,8 +17,12 @@ class FigurinePart:
 
     name: str
     mesh: trimesh.Trimesh
-    rgb: RGB
+    rgb: RGB  # sRGB, as a person picks colours
     textured: bool = False
+
+    def linear_rgba(self) -> list[float]:
+        """The colour in linear light, as glTF's baseColorFactor and renderers expect it."""
+        return [(c / 255.0) ** 2.2 for c in self.rgb] + [1.0]
 
 
 def _primitive(spec: PartSpec) -> trimesh.Trimesh:

@@ -47,7 +47,7 @@ def figure_scene(parts: list[FigurinePart], metres: float) -> trimesh.Scene:
             mesh.visual = trimesh.visual.TextureVisuals(
                 material=trimesh.visual.material.PBRMaterial(
                     name=part.name,
-                    baseColorFactor=[*part.rgb, 255],
+                    baseColorFactor=part.linear_rgba(),
                     metallicFactor=0.0,
                     roughnessFactor=0.7,
                 )

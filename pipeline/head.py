@@ -162,10 +162,10 @@ def _frontal_texture(
     oval_px = to_px(oval_xy).astype(np.int32)
     inner = np.zeros((height, width), np.uint8)
     cv2.fillPoly(inner, [oval_px], 255)
-    inner = cv2.erode(inner, np.ones((5, 5), np.uint8))
+    inner = cv2.erode(inner, np.ones((11, 11), np.uint8))  # keep background off the cheeks
     lum = warped.mean(axis=2)
     skin = _median_rgb(warped[(inner > 0) & (lum > 70)], (230, 190, 160))
-    alpha = cv2.GaussianBlur(inner.astype(np.float32) / 255.0, (0, 0), 2.0)[..., None]
+    alpha = cv2.GaussianBlur(inner.astype(np.float32) / 255.0, (0, 0), 3.0)[..., None]
     texture = warped * alpha + np.array(skin, np.float32) * (1 - alpha)
     return np.clip(texture, 0, 255).astype(np.uint8), skin, (x0, x1, y0, y1)
 
@@ -179,27 +179,31 @@ def _cartoon_hair(rgb: RGB) -> RGB:
     return (int(r), int(g), int(b))
 
 
-def _measure_hair(
-    photo: np.ndarray, face: FaceAnalysis, skin: RGB
-) -> tuple[RGB, str, float, float]:
-    """Hair colour, style and volume from the person mask above and beside the face."""
+def _measure_hair(photo: np.ndarray, face: FaceAnalysis) -> tuple[RGB | None, str, float]:
+    """Hair colour (None when bald), style and volume, from the photo around the face."""
     h, w = photo.shape[:2]
     mask = cv2.resize(face.person_mask, (w, h)) > 0.5
     lm = face.landmarks_px
     face_h = max(1.0, face.face_height_px)
     x0, x1 = int(max(0, face.bbox[0])), int(min(w, face.bbox[2]))
+    # The photo's own skin tone, from the middle of the face.
+    cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
+    half = 0.12 * face.face_width_px
+    cheeks = photo[int(cy - half) : int(cy + half), int(cx - 2 * half) : int(cx + 2 * half)]
+    skin = np.median(cheeks.reshape(-1, 3), axis=0) if cheeks.size else np.array([200, 160, 140])
+
     top = float(lm[FOREHEAD_TOP, 1])
-    band = slice(int(max(0, top - 0.3 * face_h)), int(max(0, top - 0.05 * face_h)))
-    region = photo[band, x0:x1][mask[band, x0:x1]]
-    hair = _cartoon_hair(_median_rgb(region, (70, 50, 35)))
+    band = slice(int(max(0, top - 0.3 * face_h)), int(max(0, top - 0.03 * face_h)))
+    region = photo[band, x0:x1][mask[band, x0:x1]].astype(np.float32)
+    # Hair is whatever in that band is not skin: a high forehead must not dilute it.
+    hairy = region[np.linalg.norm(region - skin, axis=1) > 45] if len(region) else region
+    if len(region) < 20 or len(hairy) < 0.25 * len(region):
+        return None, "bald", 0.0
+    hair = _cartoon_hair(_median_rgb(hairy, (70, 50, 35)))
     # Height of the person silhouette above the forehead, relative to face height.
-    cols = mask[:, x0:x1].any(axis=1)
-    rows = np.flatnonzero(cols)
+    rows = np.flatnonzero(mask[:, x0:x1].any(axis=1))
     crown = rows[0] if len(rows) else top
     height_ratio = float(np.clip((top - crown) / face_h, 0.0, 0.8))
-    # Bald or shaved: the band above the forehead is skin-coloured.
-    if len(region) < 20 or np.linalg.norm(np.subtract(hair, skin)) < 28:
-        return skin, "bald", 0.0, 0.0
     # Long hair: hair-coloured silhouette beside the jaw, outside the face.
     chin_y = int(min(h - 1, lm[CHIN, 1]))
     jaw = slice(int(max(0, chin_y - 0.25 * face_h)), chin_y)
@@ -211,8 +215,8 @@ def _measure_hair(
         ]
     )
     near_hair = (np.linalg.norm(sides.astype(float) - hair, axis=1) < 45).mean() if len(sides) else 0.0
-    style = "long" if near_hair > 0.35 else ("voluminous" if height_ratio > 0.35 else "short")
-    return hair, style, height_ratio, float(near_hair)
+    style = "long" if near_hair > 0.5 else ("voluminous" if height_ratio > 0.35 else "short")
+    return hair, style, height_ratio
 
 
 def _hair_shell(
@@ -285,7 +289,7 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     uv[back] = 0.5 + 0.49 * radial
     uv = np.clip(uv, 0.0, 1.0)
 
-    hair_rgb, style, height_ratio, _ = _measure_hair(photo, face, skin)
+    hair_rgb, style, height_ratio = _measure_hair(photo, face)
     hairline_y = float(frontal[FOREHEAD_TOP, 1]) - 0.05
     hair = _hair_shell(style, height_ratio, np.array([0.0, centre_y, centre_z]), hairline_y)
 
@@ -318,7 +322,7 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         hair=hair_mesh,
         texture=texture,
         skin_rgb=skin,
-        hair_rgb=hair_rgb,
+        hair_rgb=hair_rgb or skin,
         hair_style=style,
         nose_relief=nose_relief * scale,
         chin_y=(chin_y - centre_y) * scale,

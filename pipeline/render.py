@@ -65,7 +65,7 @@ class PreviewRenderer:
                 mesh = pyrender.Mesh.from_trimesh(part.mesh, smooth=True)
             else:
                 material = pyrender.MetallicRoughnessMaterial(
-                    baseColorFactor=[c / 255.0 for c in part.rgb] + [1.0],
+                    baseColorFactor=part.linear_rgba(),
                     metallicFactor=0.0,
                     roughnessFactor=0.7,
                 )

@@ -58,6 +58,12 @@ class JobPool:
         with self._lock:
             return self._admitted - self._running
 
+    def check_capacity(self) -> None:
+        """Raise :class:`QueueFullError` now if a submit would be refused (cheap pre-check)."""
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise self._full_locked()
+
     def submit(self, fn: Callable[..., T], *args, **kwargs) -> "Future[T]":
         """Queue ``fn(*args, **kwargs)``; raises :class:`QueueFullError` when full.
 
@@ -65,11 +71,7 @@ class JobPool:
         """
         with self._lock:
             if self._admitted >= self.capacity:
-                raise QueueFullError(
-                    f"The server is busy ({self._admitted} photos in progress). "
-                    "Try again in a few seconds.",
-                    self._retry_after_locked(),
-                )
+                raise self._full_locked()
             self._admitted += 1
         context = contextvars.copy_context()
         try:
@@ -108,6 +110,12 @@ class JobPool:
         # Runs when the job finishes or is cancelled before starting.
         with self._lock:
             self._admitted -= 1
+
+    def _full_locked(self) -> QueueFullError:
+        return QueueFullError(
+            f"The server is busy ({self._admitted} photos in progress). Try again in a few seconds.",
+            self._retry_after_locked(),
+        )
 
     def _retry_after_locked(self) -> int:
         """Roughly when a slot frees up: the queue drains ``workers`` jobs per mean job time."""

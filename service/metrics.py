@@ -32,7 +32,7 @@ class Metrics:
             ["route", "method", "status"], registry=r,
         )
         self.latency = Histogram(
-            "toonforge_http_request_duration_seconds", "Time until the response started, per route.",
+            "toonforge_http_request_duration_seconds", "Request duration (until the response is sent), per route.",
             ["route"], buckets=HTTP_BUCKETS, registry=r,
         )
         self.in_flight = Gauge(

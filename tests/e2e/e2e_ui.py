@@ -222,7 +222,8 @@ class AppPage:
     # --- bookkeeping -------------------------------------------------------------------
     def shot(self, label: str, full_page: bool = True) -> Path:
         path = self.artifacts / f"{self.name}-{label}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
+        # finite CSS/Web animations (toasts flying in) jump to their end state
+        self.page.screenshot(path=str(path), full_page=full_page, animations="disabled")
         return path
 
     def unexpected_console_errors(self) -> list[str]:

@@ -14,6 +14,15 @@ def test_no_face_error_then_recovers(open_app):
     # Gradio's error toast, with the pipeline's own message
     toast = page.locator("[data-testid=toast-body].error")
     toast.first.wait_for(state="visible", timeout=60_000)
+    # Playwright's "visible" ignores opacity: wait until the toast has flown in and is opaque
+    page.wait_for_function(
+        """() => {
+            const body = document.querySelector('[data-testid=toast-body].error');
+            const wrap = document.querySelector('.toast-wrap');
+            return body && wrap && wrap.getAnimations({subtree: true}).length === 0 &&
+                getComputedStyle(body).opacity === '1';
+        }"""
+    )
     text = page.locator("[data-testid=toast-text]").first
     assert text.inner_text().startswith("No face found"), text.inner_text()
     assert text.is_visible()

@@ -34,9 +34,12 @@ def test_admits_workers_plus_queue_then_refuses(pool):
     with pytest.raises(QueueFullError) as info:
         pool.submit(lambda: None)
     assert 1 <= info.value.retry_after_s <= 120
+    with pytest.raises(QueueFullError):
+        pool.check_capacity()
     gate.set()
     assert [f.result(5) for f in futures] == ["done"] * 3
     assert (pool.running, pool.waiting) == (0, 0)
+    pool.check_capacity()
     assert pool.call(lambda: 7) == 7  # capacity is back
 
 

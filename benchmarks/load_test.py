@@ -1,0 +1,327 @@
+"""Load test for the Toonforge HTTP API (loopback only).
+
+Starts ``python app.py --port <free>`` itself, or targets a running server with ``--url``, and
+reports throughput, latency percentiles, errors, peak server RSS, /health latency idle and
+while busy, HTTP overhead (client latency - timings_ms.total) and the throughput gain of
+``--concurrency`` clients over one.
+
+    python benchmarks/load_test.py --quick
+    python benchmarks/load_test.py --requests 1000 --concurrency 10 --json out/load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO = ROOT / "assets" / "examples" / "astronaut.jpg"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+STARTUP_TIMEOUT_S = 120
+HEALTH_POLL_S = 0.02
+
+
+@dataclass
+class Run:
+    """Outcome of one batch of uploads."""
+
+    latencies_s: list[float] = field(default_factory=list)
+    overheads_ms: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies_s)
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.wall_s if self.wall_s else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(workdir: Path) -> tuple[subprocess.Popen, str, Path]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOONFORGE_")}
+    env.update(
+        TOONFORGE_DATA_DIR=str(workdir / "data"),
+        GRADIO_TEMP_DIR=str(workdir / "gradio"),
+        GRADIO_ANALYTICS_ENABLED="False",
+        PYTHONUNBUFFERED="1",
+    )
+    env.setdefault("PYOPENGL_PLATFORM", "egl")
+    log_path = workdir / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py exited early ({proc.returncode}); see {log_path}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url, log_path
+        except httpx.TransportError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"app.py did not answer /health in {STARTUP_TIMEOUT_S} s; see {log_path}")
+        time.sleep(0.5)
+
+
+def server_pid(url: str) -> int | None:
+    """The pid listening on the URL's port (needs permission to see sockets)."""
+    port = urlparse(url).port
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                return conn.pid
+    except psutil.AccessDenied:
+        return None
+    return None
+
+
+class RssSampler(threading.Thread):
+    """Samples the server's resident memory (with children) until stopped; keeps the peak."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid) if pid else None
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def sample(self) -> None:
+        if self.process is None:
+            return
+        try:
+            procs = [self.process, *self.process.children(recursive=True)]
+            self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+        except psutil.NoSuchProcess:
+            self.stop.set()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(0.2)
+
+
+class HealthPoller(threading.Thread):
+    """GET /health in a loop while uploads run."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.latencies_ms: list[float] = []
+        self.failures = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            while not self.stop.is_set():
+                self.latencies_ms.append(health_once(http))
+                self.stop.wait(HEALTH_POLL_S)
+
+
+def health_once(http: httpx.Client) -> float:
+    start = time.perf_counter()
+    response = http.get("/health")
+    elapsed = (time.perf_counter() - start) * 1000
+    response.raise_for_status()
+    return elapsed
+
+
+def uploads(url: str, photo: bytes, count: int, concurrency: int) -> Run:
+    run = Run()
+    lock = threading.Lock()
+    local = threading.local()
+    clients: list[httpx.Client] = []
+
+    def one(i: int) -> None:
+        if not hasattr(local, "http"):  # one keep-alive connection per client thread
+            local.http = httpx.Client(base_url=url, timeout=600)
+            with lock:
+                clients.append(local.http)
+        start = time.perf_counter()
+        try:
+            response = local.http.post(
+                "/api/upload", files={"file": ("photo.jpg", photo, "image/jpeg")}, data={"seed": str(i)}
+            )
+            elapsed = time.perf_counter() - start
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            with lock:
+                run.errors[type(exc).__name__] = run.errors.get(type(exc).__name__, 0) + 1
+            return
+        with lock:
+            if response.status_code == 200:
+                run.latencies_s.append(elapsed)
+                run.overheads_ms.append(elapsed * 1000 - body["timings_ms"]["total"])
+            else:
+                code = f"{response.status_code} {body.get('error', '?')}"
+                run.errors[code] = run.errors.get(code, 0) + 1
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(count)))
+    run.wall_s = time.perf_counter() - start
+    for client in clients:
+        client.close()
+    return run
+
+
+def summarize(run: Run) -> dict:
+    ms = [x * 1000 for x in run.latencies_s]
+    return {
+        "ok": run.ok,
+        "errors": sum(run.errors.values()),
+        "errors_by_kind": run.errors,
+        "wall_s": round(run.wall_s, 2),
+        "throughput_rps": round(run.throughput, 3),
+        "latency_ms": {
+            "p50": round(percentile(ms, 50), 1),
+            "p95": round(percentile(ms, 95), 1),
+            "p99": round(percentile(ms, 99), 1),
+        },
+        "http_overhead_ms_p50": round(percentile(run.overheads_ms, 50), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="target a running server (loopback only) instead of starting one")
+    parser.add_argument("--requests", "-n", type=int, default=1000)
+    parser.add_argument("--concurrency", "-c", type=int, default=10)
+    parser.add_argument("--single", type=int, default=20, help="uploads for the one-client baseline")
+    parser.add_argument("--warmup", type=int, default=4, help="uploads before measuring")
+    parser.add_argument("--health-samples", type=int, default=200)
+    parser.add_argument("--photo", type=Path, default=PHOTO)
+    parser.add_argument("--quick", action="store_true", help="small run: 30 uploads, 5 single, 50 health")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.single, args.health_samples = 30, 5, 50
+
+    proc = None
+    workdir = Path(tempfile.mkdtemp(prefix="toonforge-load-"))
+    if args.url:
+        host = urlparse(args.url).hostname
+        if host not in LOOPBACK:
+            parser.error(f"--url must be a loopback address ({', '.join(sorted(LOOPBACK))}), got {host}")
+        url = args.url.rstrip("/")
+        pid = server_pid(url)
+    else:
+        print("starting app.py ...", flush=True)
+        proc, url, log_path = start_server(workdir)
+        pid = proc.pid
+        print(f"server {url} (pid {pid}, log {log_path})", flush=True)
+    photo = args.photo.read_bytes()
+    rss = RssSampler(pid)
+    rss.start()
+    try:
+        print(f"warm-up: {args.warmup} uploads", flush=True)
+        warm = uploads(url, photo, args.warmup, min(args.warmup, args.concurrency))
+        if warm.errors:
+            raise SystemExit(f"warm-up failed: {warm.errors}")
+        with httpx.Client(base_url=url, timeout=10) as http:
+            for _ in range(10):  # connection set-up and first-call costs out of the numbers
+                health_once(http)
+            idle_health = [health_once(http) for _ in range(args.health_samples)]
+
+        print(f"one client: {args.single} uploads", flush=True)
+        single = uploads(url, photo, args.single, 1)
+
+        print(f"{args.concurrency} clients: {args.requests} uploads", flush=True)
+        poller = HealthPoller(url)
+        poller.start()
+        loaded = uploads(url, photo, args.requests, args.concurrency)
+        poller.stop.set()
+        poller.join()
+    finally:
+        rss.stop.set()
+        rss.join()
+        rss.sample()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    result = {
+        "url": url,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "single_client": summarize(single),
+        "concurrent": summarize(loaded),
+        "throughput_ratio_vs_1_client": round(loaded.throughput / single.throughput, 2)
+        if single.throughput
+        else None,
+        "health_ms": {
+            "idle_p50": round(percentile(idle_health, 50), 2),
+            "idle_p95": round(percentile(idle_health, 95), 2),
+            "busy_p50": round(percentile(poller.latencies_ms, 50), 2),
+            "busy_p95": round(percentile(poller.latencies_ms, 95), 2),
+            "busy_samples": len(poller.latencies_ms),
+        },
+        "peak_server_rss_mb": round(rss.peak / 2**20, 1) if rss.peak else None,
+    }
+    print_report(result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 1 if loaded.errors or single.errors else 0
+
+
+def print_report(r: dict) -> None:
+    one, many = r["single_client"], r["concurrent"]
+    lat = many["latency_ms"]
+    health = r["health_ms"]
+    rss = f"{r['peak_server_rss_mb']} MB" if r["peak_server_rss_mb"] else "n/a (server pid not visible)"
+    print()
+    print(f"Toonforge load test against {r['url']}")
+    print(f"  uploads             {many['ok']} ok, {many['errors']} errors {many['errors_by_kind'] or ''}")
+    print(f"  throughput          {many['throughput_rps']:.2f} req/s at c={r['concurrency']}, "
+          f"{one['throughput_rps']:.2f} req/s at c=1  (ratio {r['throughput_ratio_vs_1_client']}x)")
+    print(f"  latency c={r['concurrency']:<3}       p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms")
+    print(f"  latency c=1         p50 {one['latency_ms']['p50']:.0f} ms, p95 {one['latency_ms']['p95']:.0f} ms")
+    print(f"  HTTP overhead p50   {one['http_overhead_ms_p50']:.1f} ms at c=1 "
+          f"({many['http_overhead_ms_p50']:.0f} ms at c={r['concurrency']}, incl. queue wait)")
+    print(f"  /health             idle p50 {health['idle_p50']:.2f} ms, p95 {health['idle_p95']:.2f} ms; "
+          f"busy p50 {health['busy_p50']:.2f} ms, p95 {health['busy_p95']:.2f} ms ({health['busy_samples']} samples)")
+    print(f"  peak server RSS     {rss}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
