@@ -70,6 +70,14 @@ def machine_info() -> dict:
     }
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load: other work on the machine inflates every figure, so record it."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return None
+
+
 def machine_line(machine: dict) -> str:
     return (
         f"{machine['cpu_model']}, {machine['physical_cores']} physical / "
@@ -183,7 +191,8 @@ def format_table(results: dict) -> str:
     lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths)))]
     lines.append("  ".join("-" * w for w in widths))
     for row in rows:
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        cells = (c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        lines.append("  ".join(cells))
     return "\n".join(lines)
 
 
@@ -198,6 +207,7 @@ def run_benchmark(
     """Run the whole benchmark and return the JSON-ready result."""
     from pipeline import Config, Options
 
+    load_before = load_average()
     scratch = Path(tempfile.mkdtemp(prefix="toonforge-bench-"))
     try:
         config = replace(Config.from_env(), data_dir=scratch / "data")
@@ -211,6 +221,7 @@ def run_benchmark(
         "benchmark": "pipeline_latency",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
+        "load_average": {"before": load_before, "after": load_average()},
         "settings": {
             "runs": runs,
             "warmup": warmup,
@@ -243,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run_benchmark(args.sizes, args.runs, args.warmup, args.backend, args.style, args.template)
     print(f"Machine: {machine_line(results['machine'])}")
     print(f"Date: {results['date']}  runs per size: {args.runs} (after {args.warmup} warm-up)  "
-          f"backend: {args.backend}")
+          f"backend: {args.backend}  load average before/after: "
+          f"{results['load_average']['before']} / {results['load_average']['after']}")
     print(format_table(results))
     print(f"'torch' in sys.modules: {results['torch_imported']}  "
           f"'diffusers' in sys.modules: {results['diffusers_imported']}")

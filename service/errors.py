@@ -52,7 +52,9 @@ HTTP_STATUS: dict[type[ToonforgeError], int] = {
 DEFAULT_RETRY_AFTER_S = {BusyError: 5, BackendUnavailableError: 60}
 
 INTERNAL_ERROR = "internal_error"
-INTERNAL_DETAIL = "Something went wrong on our side. Try again; if it keeps failing, quote the X-Request-ID."
+INTERNAL_DETAIL = (
+    "Something went wrong on our side. Try again; if it keeps failing, quote the X-Request-ID."
+)
 
 
 def http_status(exc: ToonforgeError) -> int:

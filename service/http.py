@@ -121,7 +121,8 @@ class RequestMiddleware:
             return
         start = time.perf_counter()
         incoming = _header(scope, b"x-request-id")
-        info = RequestInfo(id=incoming if incoming and REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex)
+        sane = incoming is not None and REQUEST_ID_RE.fullmatch(incoming)
+        info = RequestInfo(id=incoming if sane else uuid.uuid4().hex)
         scope[SCOPE_KEY] = info
         response_started = False
 
@@ -187,7 +188,9 @@ def _log_line(info: RequestInfo, method: str, route: str, seconds: float) -> str
     if info.result_id:
         entry["result_id"] = info.result_id
     if info.timings_ms:
-        entry["stages_ms"] = {k: round(v, 1) for k, v in info.timings_ms.items() if k in (*STAGES, "total")}
+        entry["stages_ms"] = {
+            k: round(v, 1) for k, v in info.timings_ms.items() if k in (*STAGES, "total")
+        }
     return json.dumps(entry, separators=(",", ":"))
 
 

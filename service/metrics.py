@@ -32,7 +32,8 @@ class Metrics:
             ["route", "method", "status"], registry=r,
         )
         self.latency = Histogram(
-            "toonforge_http_request_duration_seconds", "Request duration (until the response is sent), per route.",
+            "toonforge_http_request_duration_seconds",
+            "Request duration (until the response is sent), per route.",
             ["route"], buckets=HTTP_BUCKETS, registry=r,
         )
         self.in_flight = Gauge(

@@ -34,6 +34,18 @@ def portrait() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def second_person() -> np.ndarray:
+    """Another real person: mahotas' wheel ships a portrait of its author (head turned,
+    dark hair, outdoor light). Read from the package's data folder; mahotas is not imported."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mahotas")
+    assert spec and spec.origin, "mahotas (a test dependency) is not installed"
+    path = Path(spec.origin).parent / "demos" / "data" / "luispedro.jpg"
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="session")
 def no_face() -> np.ndarray:
     """A cat: a real photo with no human face."""
     return skimage.data.chelsea()
@@ -65,3 +77,7 @@ def astronaut_face(astronaut: np.ndarray, session_config: Config):
     from pipeline.landmarks import detect_landmarks
 
     return detect_landmarks(astronaut, session_config)
+
+
+# The tiny SDXL pipeline fixtures, for every test that runs the diffusion backend offline.
+from tests.tiny_sdxl import tiny_diffusion_env, tiny_lora_path, tiny_sdxl_dir  # noqa: E402,F401

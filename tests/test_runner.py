@@ -85,3 +85,17 @@ def test_cpu_path_does_not_import_torch():
         "assert 'gradio' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("template", ["default", "superhero", "casual"])
+def test_another_person_with_a_turned_head(second_person, session_config, tmp_path, template):
+    import trimesh
+
+    result = run(second_person, Options(template=template), out_dir=tmp_path, config=session_config)
+    assert result.face.count == 1
+    assert abs(result.face.yaw) > 15  # he looks past the camera
+    assert any("turned" in reason for reason in result.quality.reasons)
+    stl = trimesh.load(result.stl_path)
+    assert stl.is_watertight and stl.body_count == 1
+    hair = trimesh.load(result.glb_path).geometry["hair"]
+    assert max(hair.visual.material.baseColorFactor[:3]) < 40  # dark hair, in linear light

@@ -44,6 +44,10 @@ IDENTITY_NOTE = (
 )
 
 
+# What trimesh raises on a damaged file (it has no exception family of its own for parsing).
+PARSE_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, struct.error)
+
+
 class UnreadableInput(Exception):
     """An input file is missing or not a usable image or mesh (exit status 2)."""
 
@@ -87,7 +91,8 @@ def find_face(image: np.ndarray, config: Config) -> FaceFinding:
         face = detect_landmarks(image, config)
     except (NoFaceError, FaceTooSmallError) as exc:
         return FaceFinding(False, None, 0, f"{exc.code}: {exc.detail}")
-    return FaceFinding(True, face.confidence, face.face_count, "", face.landmarks_px[:, :2].astype(np.float64))
+    points = face.landmarks_px[:, :2].astype(np.float64)
+    return FaceFinding(True, face.confidence, face.face_count, "", points)
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -135,7 +140,9 @@ def canonical_points(points: np.ndarray, side: int = CROP_PX, margin: float = 0.
     return (p - (lo + hi) / 2) * scale + side / 2
 
 
-def aligned_grey_crop(image: np.ndarray, points: np.ndarray, target: np.ndarray, side: int = CROP_PX) -> np.ndarray:
+def aligned_grey_crop(
+    image: np.ndarray, points: np.ndarray, target: np.ndarray, side: int = CROP_PX
+) -> np.ndarray:
     """Grey face crop warped so that ``points`` land on ``target``."""
     matrix = umeyama(points, target)
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -267,7 +274,7 @@ def figurine_checks(glb_path: Path, stl_path: Path | None = None) -> dict:
         raise UnreadableInput(f"{glb_path}: no such file")
     try:
         scene = trimesh.load(glb_path, file_type="glb", force="scene")
-    except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:  # trimesh's parse errors
+    except PARSE_ERRORS as exc:
         raise UnreadableInput(f"{glb_path}: not a readable GLB ({exc})") from exc
     if not scene.geometry:
         raise UnreadableInput(f"{glb_path}: the GLB holds no mesh")
@@ -286,10 +293,11 @@ def figurine_checks(glb_path: Path, stl_path: Path | None = None) -> dict:
     if stl_path.is_file():
         try:
             solid = trimesh.load(stl_path, file_type="stl", force="mesh")
-        except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
+        except PARSE_ERRORS as exc:
             raise UnreadableInput(f"{stl_path}: not a readable STL ({exc})") from exc
         s_lo, s_hi = solid.bounds
-        stl = {"path": str(stl_path), **solid_checks(solid), "height_mm": round(float(s_hi[2] - s_lo[2]), 2)}
+        height = round(float(s_hi[2] - s_lo[2]), 2)
+        stl = {"path": str(stl_path), **solid_checks(solid), "height_mm": height}
         stl["heights_agree"] = math.isclose(stl["height_mm"], glb["height_mm"], rel_tol=0.01)
     return {"glb": glb, "stl": stl, "watertight": None if stl is None else stl["watertight"]}
 
@@ -297,7 +305,9 @@ def figurine_checks(glb_path: Path, stl_path: Path | None = None) -> dict:
 # ---------------------------------------------------------------- all together
 
 
-def evaluate(original: Path, avatar: Path, figurine: Path | None = None, config: Config | None = None) -> dict:
+def evaluate(
+    original: Path, avatar: Path, figurine: Path | None = None, config: Config | None = None
+) -> dict:
     """Every measure for one avatar; raises :class:`UnreadableInput` for unreadable files."""
     config = config or Config.from_env()
     photo_img = load_image(original, config)
@@ -355,30 +365,34 @@ def evaluate(original: Path, avatar: Path, figurine: Path | None = None, config:
 
 def summary_lines(result: dict) -> list[str]:
     face = result["face"]["avatar"]
-    lines = [
-        "face in avatar: " + (f"yes (confidence {face['confidence']:.2f})" if face["found"] else f"no ({face['reason']})")
-    ]
+    found = f"yes (confidence {face['confidence']:.2f})" if face["found"] else f"no ({face['reason']})"
+    lines = [f"face in avatar: {found}"]
     like = result["likeness"]
     if like["landmark_nme"] is not None:
-        ident = like["identity"]
+        ident = like["identity"]["similarity"]
         lines.append(
             f"likeness: landmark NME {like['landmark_nme']:.3f}, face SSIM {like['ssim_face']:.3f}, "
-            f"LBPH identity {ident['similarity'] if ident['similarity'] is not None else 'n/a'} (indicative)"
+            f"LBPH identity {'n/a' if ident is None else f'{ident:.3f}'} (indicative)"
         )
     c = result["cartoon"]
     lines.append(
         f"cartoon: palette {c['avatar']['palette_size']} vs photo {c['photo']['palette_size']}, "
         f"flat {c['avatar']['flat_share']:.0%} vs {c['photo']['flat_share']:.0%}, "
         f"edges {c['avatar']['edge_density']:.1%} vs {c['photo']['edge_density']:.1%} -> "
-        + ("more cartoon-like than the photo" if c["more_cartoon_like_than_photo"] else "NOT more cartoon-like")
+        + ("more cartoon-like than the photo" if c["more_cartoon_like_than_photo"]
+           else "NOT more cartoon-like")
     )
     fig = result["figurine"]
     if fig is not None:
         glb = fig["glb"]
-        text = f"figurine: {glb['parts']} parts, {glb['triangles']} triangles, texture {'yes' if glb['texture_present'] else 'no'}, height {glb['height_mm']:.1f} mm"
+        text = (
+            f"figurine: {glb['parts']} parts, {glb['triangles']} triangles, "
+            f"texture {'yes' if glb['texture_present'] else 'no'}, height {glb['height_mm']:.1f} mm"
+        )
         if fig["stl"] is not None:
             stl = fig["stl"]
-            text += f"; STL watertight {stl['watertight']}, manifold {stl['manifold']}, {stl['height_mm']:.1f} mm"
+            text += (f"; STL watertight {stl['watertight']}, manifold {stl['manifold']}, "
+                     f"{stl['height_mm']:.1f} mm")
         lines.append(text)
     return lines
 

@@ -25,7 +25,9 @@ def test_two_runs_at_one_size_write_json(tmp_path):
     assert "'torch' in sys.modules: False" in proc.stdout
 
     report = json.loads(out.read_text())
-    assert {"benchmark", "date", "machine", "settings", "torch_imported", "diffusers_imported", "sizes"} <= set(report)
+    keys = {"benchmark", "date", "machine", "load_average", "settings", "torch_imported",
+            "diffusers_imported", "sizes"}
+    assert keys <= set(report)
     assert report["torch_imported"] is False and report["diffusers_imported"] is False
     assert {"cpu_model", "logical_cores", "physical_cores"} <= set(report["machine"])
     assert report["settings"]["runs"] == 2 and report["settings"]["backend"] == "cpu"

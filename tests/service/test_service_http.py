@@ -16,7 +16,8 @@ ERROR_KEYS = {"error", "detail"}
 
 
 def upload(client, data: bytes, name: str = "photo.jpg", **fields):
-    return client.post("/api/upload", files={"file": (name, data, "application/octet-stream")}, data=fields)
+    files = {"file": (name, data, "application/octet-stream")}
+    return client.post("/api/upload", files=files, data=fields)
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -157,14 +158,13 @@ def test_bad_options_are_refused_before_any_work(client, photo_bytes, fields, st
 
 
 def test_malformed_requests(client, photo_bytes):
-    assert_error(client.post("/api/upload", content=photo_bytes, headers={"content-type": "image/jpeg"}), 400, "bad_parameter")
-    assert_error(client.post("/api/upload", data={"template": "default"}, files={"other": ("x", b"1")}), 400, "bad_parameter")
-    truncated_form = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc"
-    assert_error(
-        client.post("/api/upload", content=truncated_form, headers={"content-type": "multipart/form-data; boundary=XyZ"}),
-        400,
-        "bad_parameter",
-    )
+    raw = client.post("/api/upload", content=photo_bytes, headers={"content-type": "image/jpeg"})
+    assert_error(raw, 400, "bad_parameter")
+    no_file = client.post("/api/upload", data={"template": "default"}, files={"other": ("x", b"1")})
+    assert_error(no_file, 400, "bad_parameter")
+    cut = b'--XyZ\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc'
+    headers = {"content-type": "multipart/form-data; boundary=XyZ"}
+    assert_error(client.post("/api/upload", content=cut, headers=headers), 400, "bad_parameter")
 
 
 def test_oversize_bodies_are_refused_early(client):

@@ -20,8 +20,9 @@ def _samples(metrics: Metrics) -> dict:
 def test_registries_are_independent(tmp_path):
     a, b = Metrics("1"), Metrics("1")
     a.observe_request("/health", "GET", 200, 0.001)
-    assert _samples(a)[("toonforge_http_requests_total", (("method", "GET"), ("route", "/health"), ("status", "200")))] == 1
-    assert ("toonforge_http_requests_total", (("method", "GET"), ("route", "/health"), ("status", "200"))) not in _samples(b)
+    key = ("toonforge_http_requests_total", (("method", "GET"), ("route", "/health"), ("status", "200")))
+    assert _samples(a)[key] == 1
+    assert key not in _samples(b)
 
 
 def test_stages_errors_and_live_gauges(tmp_path):

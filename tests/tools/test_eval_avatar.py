@@ -29,7 +29,8 @@ eval_avatar = _load_tool()
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "tools/eval_avatar.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=180
+        [sys.executable, "tools/eval_avatar.py", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
 
 
