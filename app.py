@@ -216,7 +216,8 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
     return demo
 
 
-demo = build_demo()
+app_runtime = Runtime(Config.from_env())  # shared by the UI and, under main(), the HTTP API
+demo = build_demo(runtime=app_runtime)
 
 
 def main() -> None:
@@ -226,12 +227,10 @@ def main() -> None:
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    runtime = Runtime.of(demo)
-    assert runtime is not None
     app = create_app(
-        runtime.config,
-        demo.queue(max_size=runtime.config.queue_size),
-        runtime=runtime,
+        app_runtime.config,
+        demo.queue(max_size=app_runtime.config.queue_size),
+        runtime=app_runtime,
         allowed_paths=[str(EXAMPLES_DIR)],
         server_name=args.host,
         server_port=args.port,

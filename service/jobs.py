@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import math
+import os
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +22,12 @@ from pipeline.errors import BusyError
 
 T = TypeVar("T")
 
+log = logging.getLogger("toonforge.jobs")
+
 MAX_RETRY_AFTER_S = 120
+# Workers run at a lower CPU priority than the event loop thread, so that /health and
+# request parsing are scheduled promptly while every core is busy with the pipeline.
+WORKER_NICE = 10
 
 
 class QueueFullError(BusyError):
@@ -33,12 +41,17 @@ class QueueFullError(BusyError):
 class JobPool:
     """Runs callables on ``workers`` threads with at most ``queue_size`` more waiting."""
 
-    def __init__(self, workers: int, queue_size: int) -> None:
+    def __init__(self, workers: int, queue_size: int, nice: int = WORKER_NICE) -> None:
         if workers < 1 or queue_size < 0:
             raise ValueError("workers must be >= 1 and queue_size >= 0")
         self.workers = workers
         self.queue_size = queue_size
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="toonforge-job")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="toonforge-job",
+            initializer=_lower_thread_priority,
+            initargs=(nice,),
+        )
         self._lock = threading.Lock()
         self._admitted = 0
         self._running = 0
@@ -121,3 +134,15 @@ class JobPool:
         """Roughly when a slot frees up: the queue drains ``workers`` jobs per mean job time."""
         seconds = math.ceil(self._avg_job_s * max(1, self._admitted - self._running + 1) / self.workers)
         return max(1, min(MAX_RETRY_AFTER_S, seconds))
+
+
+def _lower_thread_priority(nice: int) -> None:
+    """Renice the calling thread only. Linux schedules threads by their own id; elsewhere
+    the same call would renice the whole process, so it is skipped."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except OSError as exc:  # e.g. a seccomp sandbox; correctness does not depend on it
+        log.warning("could not lower the worker thread's priority: %s", exc)

@@ -7,7 +7,6 @@ photo from either goes through the same limits, queue and storage.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import weakref
 from concurrent.futures import Future
@@ -22,7 +21,6 @@ from service.jobs import JobPool
 from service.metrics import Metrics
 from service.storage import ResultStore
 
-log = logging.getLogger("toonforge.runtime")
 
 # Blocks -> Runtime it was built with, so that create_app(config, demo) can find it.
 _BY_DEMO: "weakref.WeakKeyDictionary[Any, Runtime]" = weakref.WeakKeyDictionary()
@@ -58,12 +56,8 @@ class Runtime:
     async def generate(self, image: ImageInput, options: Options, *, interface: str) -> Generated:
         """Run the pipeline on the pool; raises ToonforgeError (QueueFullError when full)."""
         result_id, future = self._submit(image, options, None, None, interface)
-        try:
-            result = await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            log.info("client went away; job %s abandoned", result_id)
-            raise
-        return Generated(result_id, result)
+        # Cancelling this await (server shutdown) cancels the job too if it has not started.
+        return Generated(result_id, await asyncio.wrap_future(future))
 
     def generate_sync(
         self,

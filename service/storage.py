@@ -115,7 +115,7 @@ class ResultStore:
     # -- lookup -----------------------------------------------------------------------------
     def file(self, result_id: str, name: str) -> Path | None:
         """Path of ``name`` in a live, finished result, or None."""
-        if not valid_id(result_id):
+        if not valid_id(result_id) or Path(name).name != name or name.startswith("."):
             return None
         with self._lock:
             entry = self._entries.get(result_id)

@@ -146,7 +146,11 @@ def aligned_grey_crop(
     """Grey face crop warped so that ``points`` land on ``target``."""
     matrix = umeyama(points, target)
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return cv2.warpAffine(grey, matrix, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    if scale < 1.0:
+        # warpAffine has no area filter: blur first so a large face does not alias when shrunk.
+        grey = cv2.GaussianBlur(grey, (0, 0), sigmaX=(1.0 / scale - 1.0) / 2.0 + 1e-3)
+    return cv2.warpAffine(grey, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def face_oval_mask(target: np.ndarray, side: int = CROP_PX) -> np.ndarray:

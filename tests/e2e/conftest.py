@@ -1,7 +1,8 @@
 """End-to-end fixtures: the real app in a subprocess, driven by a real Chromium (Playwright).
 
 * ``app_url``: ``python app.py --port <free port>`` with its own data and Gradio temp dirs,
-  started once per test session, stopped at the end; its log is kept in
+  started once for this folder (package-scoped fixtures), stopped after its last test, so
+  nothing of it (nor Playwright's event loop) outlives the browser tests; its log is kept in
   ``test-artifacts/e2e/app.log`` and must hold no Python traceback.
 * ``browser``: headless Chromium (Debian's ``/usr/bin/chromium`` unless
   ``TOONFORGE_CHROMIUM`` names another), WebGL through SwiftShader so the 3D viewer draws.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_ui import (
+from .e2e_ui import (
     ARTIFACTS,
     CHROMIUM_ARGS,
     ROOT,
@@ -36,7 +37,7 @@ from e2e_ui import (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("FAILED-*.png"):
@@ -44,7 +45,7 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def app_url(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
     """URL of a freshly started ``python app.py``; killed after the session."""
     port = free_port()
@@ -94,7 +95,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from e2e_ui import EXAMPLES
+from .e2e_ui import EXAMPLES
 
 
 def test_two_tabs_generate_at_once(open_app):

@@ -10,7 +10,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from e2e_ui import EXAMPLES, STAGES, TEMPLATES
+from .e2e_ui import EXAMPLES, STAGES, TEMPLATES
 
 
 def _check_timings(app) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from e2e_ui import EXAMPLES
+from .e2e_ui import EXAMPLES
 
 PHONE = dict(
     viewport={"width": 390, "height": 844},

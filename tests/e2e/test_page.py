@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from e2e_ui import EXAMPLES, TEMPLATES
+from .e2e_ui import EXAMPLES, ROOT, TEMPLATES
 
 
 def test_page_loads_with_all_controls(open_app):
@@ -23,6 +23,14 @@ def test_page_loads_with_all_controls(open_app):
     assert page.locator("#template input[value='default']").is_checked()
     for label in ("Default", "Superhero", "Casual"):
         assert page.locator("#template").get_by_text(label, exact=True).is_visible()
+
+    # the "Bodies" gallery: one picture per template, from assets/templates/<name>.png
+    # (made by tools/make_readme_media.py)
+    for name in TEMPLATES:
+        assert (ROOT / "assets" / "templates" / f"{name}.png").is_file(), name
+    bodies = page.locator("#template-pictures img")
+    assert bodies.count() == len(TEMPLATES)
+    bodies.evaluate_all("els => Promise.all(els.map(el => el.decode()))")
 
     # style radio, one option selected
     styles = page.locator("#style input[type=radio]")

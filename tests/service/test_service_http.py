@@ -165,6 +165,9 @@ def test_malformed_requests(client, photo_bytes):
     cut = b'--XyZ\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc'
     headers = {"content-type": "multipart/form-data; boundary=XyZ"}
     assert_error(client.post("/api/upload", content=cut, headers=headers), 400, "bad_parameter")
+    two = [("file", ("a.jpg", photo_bytes)), ("file", ("b.jpg", photo_bytes))]
+    assert_error(client.post("/api/upload", files=two), 400, "bad_parameter")
+    assert_error(upload(client, photo_bytes, template="x" * 5000), 400, "bad_parameter")
 
 
 def test_oversize_bodies_are_refused_early(client):

@@ -2,6 +2,8 @@
 
 import asyncio
 import contextvars
+import os
+import sys
 import threading
 
 import pytest
@@ -87,3 +89,15 @@ def test_async_run_does_not_block_the_loop(pool):
 def test_rejects_bad_sizes():
     with pytest.raises(ValueError):
         JobPool(0, 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux-only")
+def test_workers_run_at_lower_priority_than_the_caller():
+    pool = JobPool(workers=1, queue_size=0, nice=5)
+    try:
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        theirs = pool.call(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        assert theirs == min(19, mine + 5)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # caller untouched
+    finally:
+        pool.shutdown()

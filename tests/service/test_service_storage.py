@@ -51,6 +51,8 @@ def test_only_finished_live_results_are_served(store, clock):
     assert store.file(pending, "figurine.glb") is None
     done = _finish(store, 100)
     assert store.file(done, "figurine.glb").read_bytes() == b"x" * 100
+    for sneaky in ("../figurine.glb", "a/b", "..", ".hidden"):
+        assert store.file(done, sneaky) is None
     clock.now += 61
     assert store.file(done, "figurine.glb") is None  # expired even before the purge runs
 
