@@ -127,6 +127,11 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
             report: result.report(),
         }
 
+    def styles_for(backend_name: str) -> gr.Radio:
+        """Each backend has its own looks (diffusion adds some)."""
+        names = list(get_stylizer(backend_name, config).styles)
+        return gr.Radio(choices=names, value=names[0])
+
     def forget_session(request: gr.Request):
         owner = _session_key(request)
         if owner:
@@ -203,6 +208,7 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
                 with gr.Accordion("Full report (report.json)", open=False):
                     report = gr.JSON(label="Report", elem_id="report")
 
+        backend.change(styles_for, backend, style, api_visibility="private", queue=False)
         inputs = [photo, template, style, backend, seed, height_mm]
         run_button.click(check_inputs, inputs, None, api_visibility="private", queue=False).success(
             generate,
