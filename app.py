@@ -29,7 +29,7 @@ log = logging.getLogger("toonforge.ui")
 
 def user_error(exc: ToonforgeError) -> gr.Error:
     """The one place where pipeline errors become messages in the browser."""
-    return gr.Error(exc.detail, title="Can't make a figurine from this", print_exception=False)
+    return gr.Error(exc.detail, print_exception=False)
 
 
 def _timings_frame(result: FigurineResult) -> pd.DataFrame:
@@ -46,6 +46,7 @@ def _quality_markdown(result: FigurineResult) -> str:
         "",
         f"Faces found: {face.count} · detection confidence {face.confidence:.2f} · "
         f"pose yaw {face.yaw:.0f}°, pitch {face.pitch:.0f}°, roll {face.roll:.0f}°",
+        "",
         f"Backend `{result.backend}`, style `{result.style}`, template `{result.template}`, "
         f"height {result.height_mm:.0f} mm · total {result.timings_ms['total']:.0f} ms",
     ]
@@ -76,7 +77,7 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
     )
     templates = [load_template(name) for name in template_names()]
     template_gallery = [
-        (str(TEMPLATE_PICTURES / f"{t.name}.png"), f"{t.label}: {t.description}")
+        (str(TEMPLATE_PICTURES / f"{t.name}.png"), t.label)
         for t in templates
         if (TEMPLATE_PICTURES / f"{t.name}.png").exists()
     ]
@@ -185,6 +186,7 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
                     examples=[[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.jpg"))],
                     inputs=[photo],
                     label="Example photos",
+                    elem_id="examples",
                 )
             with gr.Column(scale=3, min_width=300):
                 with gr.Row():
@@ -203,7 +205,7 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
                         headers=["stage", "ms"], label="Timing per stage", elem_id="timings"
                     )
                     timing_chart = gr.BarPlot(
-                        x="stage", y="ms", label="Timing per stage (ms)", sort="x", elem_id="timing-chart"
+                        x="stage", y="ms", label="Timing per stage (ms)", sort=list(STAGES), elem_id="timing-chart"
                     )
                 with gr.Accordion("Full report (report.json)", open=False):
                     report = gr.JSON(label="Report", elem_id="report")

@@ -13,6 +13,9 @@ data dir), waits for ``GET /health``, measures, and stops it again. It measures:
 * 10 concurrent clients: throughput and latency percentiles;
 * in-process: stylization per size for each available backend, fusion per body template.
 
+Timed cases run round-robin (512, 768, 1024, 512, ...), so a burst of other load on the machine
+lands on every case alike.
+
 Definitions (also written into the markdown): ``client`` is the time the client sees, from
 sending the request to having the whole response body; ``server`` is the server's own
 ``X-Process-Time`` header (request received to response started); ``upload = client - server``
@@ -37,8 +40,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -160,7 +164,8 @@ class ProcessWatch:
         self.proc = psutil.Process(pid)
         self.interval_s = interval_s
         self.peak_rss = 0
-        self.cpu_percent = 0.0  # CPU seconds per wall second x 100, set when the block ends
+        self.cpu_s = 0.0  # CPU seconds and wall seconds of the block, set when it ends
+        self.wall_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -202,7 +207,13 @@ class ProcessWatch:
         self._stop.set()
         assert self._thread is not None
         self._thread.join()
-        self.cpu_percent = 100.0 * (self.cpu_seconds() - self._cpu0) / (time.perf_counter() - self._t0)
+        self.cpu_s = self.cpu_seconds() - self._cpu0
+        self.wall_s = time.perf_counter() - self._t0
+
+    @property
+    def cpu_percent(self) -> float:
+        """CPU seconds per wall second x 100: 100 is one core fully busy."""
+        return 100.0 * self.cpu_s / self.wall_s if self.wall_s else 0.0
 
 
 def idle_usage(watch_pid: int, seconds: float) -> dict:
@@ -310,22 +321,29 @@ def measure_http(url: str, pid: int | None, settings: Settings, log=print) -> di
         log("warm-up upload (loads the models)")
         checked(post_upload(client, url, uploads[512]))
 
-        e2e: dict[str, dict] = {}
         for size in SIZES:
             for _ in range(settings.warmup):
                 checked(post_upload(client, url, uploads[size]))
-            log(f"POST /api/upload {size}² x {settings.runs}")
-            if size == max(SIZES) and pid is not None:
-                with ProcessWatch(pid) as watch:
-                    samples = [checked(post_upload(client, url, uploads[size]))
-                               for _ in range(settings.runs)]
-                resources["busy_1024"] = {
-                    "rss_peak_mb": round(watch.peak_rss / 2**20, 1),
-                    "cpu_percent": round(watch.cpu_percent, 1),
-                }
-            else:
-                samples = [checked(post_upload(client, url, uploads[size])) for _ in range(settings.runs)]
-            e2e[str(size)] = end_to_end(samples)
+        log(f"POST /api/upload x {settings.runs} per size, sizes round-robin")
+        # Round-robin, so a burst of other load on the machine skews no single size; the
+        # server's memory and CPU are watched during the 1024² requests only.
+        samples: dict[int, list[Sample]] = {size: [] for size in SIZES}
+        watches: list[ProcessWatch] = []
+        for _ in range(settings.runs):
+            for size in SIZES:
+                if size == 1024 and pid is not None:
+                    with ProcessWatch(pid) as watch:
+                        samples[size].append(checked(post_upload(client, url, uploads[size])))
+                    watches.append(watch)
+                else:
+                    samples[size].append(checked(post_upload(client, url, uploads[size])))
+        e2e = {str(size): end_to_end(samples[size]) for size in SIZES}
+        if watches:
+            cpu_s, wall_s = sum(w.cpu_s for w in watches), sum(w.wall_s for w in watches)
+            resources["busy_1024"] = {
+                "rss_peak_mb": round(max(w.peak_rss for w in watches) / 2**20, 1),
+                "cpu_percent": round(100.0 * cpu_s / wall_s, 1),
+            }
         if pid is not None:
             log(f"idle {settings.idle_s:.0f} s (warm server)")
             resources["idle_warm"] = idle_usage(pid, settings.idle_s)
@@ -342,6 +360,20 @@ def measure_http(url: str, pid: int | None, settings: Settings, log=print) -> di
 
 
 # ---------------------------------------------------------------- in-process measures
+
+
+def round_robin(cases: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, dict]:
+    """Time each case ``runs`` times, interleaved so background load skews no single case."""
+    for case in cases.values():
+        for _ in range(warmup):
+            case()
+    samples: dict[str, list[float]] = {key: [] for key in cases}
+    for _ in range(runs):
+        for key, case in cases.items():
+            start = time.perf_counter()
+            case()
+            samples[key].append((time.perf_counter() - start) * 1000)
+    return {key: summarize(values) for key, values in samples.items()}
 
 
 def measure_in_process(settings: Settings, log=print) -> dict:
@@ -374,29 +406,20 @@ def measure_in_process(settings: Settings, log=print) -> dict:
                 continue
             stylizer = get_stylizer(name, config)
             style = "toon" if "toon" in stylizer.styles else stylizer.styles[0]
-            for size, (photo, face) in prepared.items():
-                log(f"in-process stylize {name} {size}² x {settings.runs}")
-                # Only the cpu backend was warmed above; another must load its model untimed.
-                for _ in range(max(settings.warmup, int(name != "cpu"))):
-                    stylizer.stylize(photo, face, style, 0)
-                samples = []
-                for _ in range(settings.runs):
-                    start = time.perf_counter()
-                    stylizer.stylize(photo, face, style, 0)
-                    samples.append((time.perf_counter() - start) * 1000)
-                entry["sizes"][str(size)] = summarize(samples)
+            log(f"in-process stylize {name} x {settings.runs} per size")
+            cases = {
+                str(size): partial(stylizer.stylize, photo, face, style, 0)
+                for size, (photo, face) in prepared.items()
+            }
+            # Only the cpu backend was warmed above; another must load its model untimed.
+            entry["sizes"] = round_robin(cases, settings.runs, max(settings.warmup, int(name != "cpu")))
 
-        fusion: dict[str, dict] = {}
-        for template in TEMPLATES:
-            log(f"in-process fusion {template} x {settings.runs}")
-            for _ in range(settings.warmup):
-                fuse_template(face512, styled512, photo512, template)
-            samples = []
-            for _ in range(settings.runs):
-                start = time.perf_counter()
-                fuse_template(face512, styled512, photo512, template)
-                samples.append((time.perf_counter() - start) * 1000)
-            fusion[template] = summarize(samples)
+        log(f"in-process fusion x {settings.runs} per template")
+        fusion = round_robin(
+            {t: partial(fuse_template, face512, styled512, photo512, t) for t in TEMPLATES},
+            settings.runs,
+            settings.warmup,
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {"stylize": stylize, "fusion": {"size": 512, "templates": fusion}}
@@ -442,7 +465,9 @@ def markdown(result: dict, pipeline_result: dict | None) -> str:
         + (f" and {s['warmup']} more per size" if s["warmup"] else "")
         + f"; {s['health_runs']} health checks; in-process rows: {s['runs']} runs after "
         + (f"{s['warmup']} warm-up each" if s["warmup"] else "one shared warm-up")
-        + (" (`--quick`)" if s["quick"] else ""),
+        + (" (`--quick`)" if s["quick"] else "")
+        + ". Sizes, backends' sizes and templates are timed round-robin, so background load "
+        "skews none of them alone.",
         "- \"Seed\" columns are the seed's placeholder baseline (never measured on this code); "
         "\"—\" means the seed had no figure.",
         "",

@@ -6,7 +6,8 @@ The input is scikit-image's astronaut portrait resized to N x N and JPEG-encoded
 validate stage decodes a real upload. The pipeline's working copy is capped at
 ``working_max_side`` (1024), so 1024 x 1024 is the largest size that reaches the later stages
 unchanged. Each size gets ``--warmup`` untimed runs first: the first run loads the MediaPipe
-graphs and the OpenGL context, which says nothing about steady-state latency.
+graphs and the OpenGL context, which says nothing about steady-state latency. The timed runs
+then go round-robin over the sizes, so background load skews no single size.
 """
 
 from __future__ import annotations
@@ -135,34 +136,41 @@ def ordered_keys(keys: Iterable[str]) -> list[str]:
     return out
 
 
-def bench_size(size: int, runs: int, warmup: int, options, config, scratch: Path) -> dict:
-    """Time ``runs`` pipeline runs at ``size``; returns per-key summaries."""
-    from pipeline import run
+class SizeBench:
+    """One input size: its upload bytes and the timings collected so far."""
 
-    upload = jpeg_bytes(astronaut_at(size))
-    samples: dict[str, list[float]] = {}
-    working_size = None
-    for i in range(warmup + runs):
-        out_dir = scratch / f"{size}-{i}"
-        result = run(upload, options, out_dir=out_dir, config=config)
-        working_size = [int(result.stylized.shape[1]), int(result.stylized.shape[0])]
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.upload = jpeg_bytes(astronaut_at(size))
+        self.samples: dict[str, list[float]] = {}
+        self.working_size: list[int] | None = None
+        self.count = 0
+
+    def once(self, options, config, scratch: Path, record: bool) -> None:
+        from pipeline import run
+
+        out_dir = scratch / f"{self.size}-{self.count}"
+        self.count += 1
+        result = run(self.upload, options, out_dir=out_dir, config=config)
+        self.working_size = [int(result.stylized.shape[1]), int(result.stylized.shape[0])]
         # Remove each run's files at once so disk growth never shows up in the timings.
         shutil.rmtree(out_dir, ignore_errors=True)
-        if i < warmup:
-            continue
-        for key, value in result.timings_ms.items():
-            samples.setdefault(key, []).append(value)
-    stages = {key: summarize(samples[key]) for key in ordered_keys(samples)}
-    target = TARGET_P95_MS.get(size)
-    return {
-        "input_size": [size, size],
-        "working_size": working_size,
-        "upload_bytes": len(upload),
-        "runs": runs,
-        "stages": stages,
-        "target_p95_ms": target,
-        "meets_target": None if target is None else stages["total"]["p95"] <= target,
-    }
+        if record:
+            for key, value in result.timings_ms.items():
+                self.samples.setdefault(key, []).append(value)
+
+    def summary(self) -> dict:
+        stages = {key: summarize(self.samples[key]) for key in ordered_keys(self.samples)}
+        target = TARGET_P95_MS.get(self.size)
+        return {
+            "input_size": [self.size, self.size],
+            "working_size": self.working_size,
+            "upload_bytes": len(self.upload),
+            "runs": len(self.samples.get("total", [])),
+            "stages": stages,
+            "target_p95_ms": target,
+            "meets_target": None if target is None else stages["total"]["p95"] <= target,
+        }
 
 
 def format_table(results: dict) -> str:
@@ -212,9 +220,16 @@ def run_benchmark(
     try:
         config = replace(Config.from_env(), data_dir=scratch / "data")
         options = Options(template=template, style=style, backend=backend)
-        per_size = {
-            str(size): bench_size(size, runs, warmup, options, config, scratch) for size in sizes
-        }
+        benches = [SizeBench(size) for size in sizes]
+        for bench in benches:
+            for _ in range(warmup):
+                bench.once(options, config, scratch, record=False)
+        # Round-robin over the sizes, so that a burst of other load on the machine lands on
+        # every size alike instead of skewing whichever size happened to run at that moment.
+        for _ in range(runs):
+            for bench in benches:
+                bench.once(options, config, scratch, record=True)
+        per_size = {str(bench.size): bench.summary() for bench in benches}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
@@ -230,6 +245,7 @@ def run_benchmark(
             "template": template,
             "input": "skimage.data.astronaut resized to N x N, JPEG quality 92",
             "percentiles": "numpy linear interpolation",
+            "order": "warm-up per size, then the sizes round-robin",
         },
         # The CPU path must not pay for the diffusion stack's imports.
         "torch_imported": "torch" in sys.modules,

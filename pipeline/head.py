@@ -222,7 +222,7 @@ def _measure_hair(photo: np.ndarray, face: FaceAnalysis) -> tuple[RGB | None, st
 def _hair_shell(
     style: str, height_ratio: float, centre: np.ndarray, hairline_y: float
 ) -> trimesh.Trimesh:
-    verts, faces = _front_pole_sphere(40, 64)
+    verts, faces = _front_pole_sphere(48, 80)
     puff = 1.07 + 0.18 * height_ratio
     shell = verts * np.array([HEAD_A * 1.07, HEAD_B * puff, HEAD_C * 1.09]) + centre
     shell[:, 1] += HEAD_B * (puff - 1.0) * 0.6
@@ -233,7 +233,11 @@ def _hair_shell(
         # Let the back and sides hang down towards the shoulders.
         back = (direction[:, 1] < 0) & (direction[:, 2] < 0.35)
         shell[back, 1] = centre_y + (shell[back, 1] - centre_y) * 1.3
-    bottom = centre_y - (0.95 * HEAD_B if style == "long" else 0.1 * HEAD_B)
+    # Hair reaches ear level at the sides and the nape at the back (lower still when long).
+    side_bottom = centre_y - (0.95 * HEAD_B if style == "long" else 0.1 * HEAD_B)
+    back_bottom = centre_y - (0.95 * HEAD_B if style == "long" else 0.72 * HEAD_B)
+    backness = _smoothstep(-direction[:, 2] / 0.6)
+    bottom = side_bottom + (back_bottom - side_bottom) * backness
     face_window = (shell[:, 1] < hairline_y) & (direction[:, 2] > 0.05) & (np.abs(shell[:, 0]) < 1.12)
     tucked = face_window | (shell[:, 1] < bottom)
     # Tucked vertices go inside the skull, where the union hides them.

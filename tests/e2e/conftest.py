@@ -37,6 +37,15 @@ from .e2e_ui import (
 )
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if pytest itself is killed, so no app server is left behind."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @pytest.fixture(scope="package")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -47,7 +56,7 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="package")
 def app_url(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
-    """URL of a freshly started ``python app.py``; killed after the session."""
+    """URL of a freshly started ``python app.py``; stopped after the last browser test."""
     port = free_port()
     work = tmp_path_factory.mktemp("app")
     # Only this test's settings: no TOONFORGE_* from the caller's shell (backend, height...).
@@ -67,6 +76,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     url = f"http://127.0.0.1:{port}/"
     try:
