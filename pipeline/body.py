@@ -25,6 +25,17 @@ class FigurinePart:
         return [(c / 255.0) ** 2.2 for c in self.rgb] + [1.0]
 
 
+def transformed(mesh: trimesh.Trimesh, matrix: np.ndarray) -> trimesh.Trimesh:
+    """A moved copy of ``mesh`` that shares its material. (``Trimesh.copy`` would copy the
+    texture too, and a copied image loses its JPEG encoding, so the GLB exporter would
+    re-encode it as a slower, larger PNG.)"""
+    visual = None
+    if isinstance(mesh.visual, trimesh.visual.TextureVisuals):
+        visual = trimesh.visual.TextureVisuals(uv=mesh.visual.uv, material=mesh.visual.material)
+    vertices = trimesh.transformations.transform_points(mesh.vertices, matrix)
+    return trimesh.Trimesh(vertices, mesh.faces, visual=visual, process=False)
+
+
 def _primitive(spec: PartSpec) -> trimesh.Trimesh:
     s = spec.size
     if spec.shape == "box":

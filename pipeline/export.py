@@ -11,9 +11,8 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from pipeline.body import FigurinePart
+from pipeline.body import FigurinePart, transformed
 from pipeline.fusion import FusionResult
-from pipeline.render import get_renderer
 
 GLB_NAME = "figurine.glb"
 STL_NAME = "figurine.stl"
@@ -41,8 +40,10 @@ def figure_scene(parts: list[FigurinePart], metres: float) -> trimesh.Scene:
     lo = np.min([p.mesh.bounds[0] for p in parts], axis=0)
     hi = np.max([p.mesh.bounds[1] for p in parts], axis=0)
     scale = metres / float(hi[1] - lo[1])
+    placement = trimesh.transformations.scale_matrix(scale)
+    placement[:3, 3] = np.array([-(lo[0] + hi[0]) / 2, -lo[1], -(lo[2] + hi[2]) / 2]) * scale
     for part in parts:
-        mesh = part.mesh.copy()
+        mesh = transformed(part.mesh, placement)
         if not part.textured:
             mesh.visual = trimesh.visual.TextureVisuals(
                 material=trimesh.visual.material.PBRMaterial(
@@ -52,8 +53,6 @@ def figure_scene(parts: list[FigurinePart], metres: float) -> trimesh.Scene:
                     roughnessFactor=0.7,
                 )
             )
-        mesh.apply_translation([-(lo[0] + hi[0]) / 2, -lo[1], -(lo[2] + hi[2]) / 2])
-        mesh.apply_scale(scale)
         scene.add_geometry(mesh, node_name=part.name, geom_name=part.name)
     return scene
 
@@ -77,11 +76,7 @@ def export_figurine(
     """Write the GLB, STL, stylized image and preview render into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    renderer = get_renderer()
-
-    # The preview renders on its own thread while the mesh files are written here.
     start = time.perf_counter()
-    preview_future = renderer.submit(fusion.parts)
 
     t = time.perf_counter()
     glb_path = out_dir / GLB_NAME
@@ -100,7 +95,7 @@ def export_figurine(
 
     t = time.perf_counter()
     preview_path = out_dir / PREVIEW_NAME
-    Image.fromarray(preview_future.result()).save(preview_path, compress_level=1)
+    Image.fromarray(fusion.preview.result()).save(preview_path, compress_level=1)
     timings["preview"] = (time.perf_counter() - t) * 1000
     timings["files"] = (time.perf_counter() - start) * 1000
     return ExportResult(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -10,10 +11,11 @@ import manifold3d
 import numpy as np
 import trimesh
 
-from pipeline.body import FigurinePart, body_meshes, build_body
+from pipeline.body import FigurinePart, body_meshes, build_body, transformed
 from pipeline.head import HeadResult, build_head
 from pipeline.landmarks import FaceAnalysis
 from pipeline.quality import QualityReport, score_quality
+from pipeline.render import get_renderer
 from pipeline.templates import load_template
 
 NECK_OVERLAP = 0.06  # how far the neck reaches into the head, so the union joins them
@@ -26,6 +28,7 @@ class FusionResult:
     template: str
     head: HeadResult
     quality: QualityReport
+    preview: Future[np.ndarray]  # front render, started as soon as the parts existed
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -74,14 +77,14 @@ def fuse_template(
     size = template.head_height
     placement = trimesh.transformations.scale_matrix(size)
     placement[:3, 3] = [0.0, template.neck_y + NECK_OVERLAP - head.chin_y * size, 0.02]
-    head_mesh = head.head.copy()
-    head_mesh.apply_transform(placement)
-    hair_mesh = head.hair.copy()
-    hair_mesh.apply_transform(placement)
+    head_mesh = transformed(head.head, placement)
+    hair_mesh = transformed(head.hair, placement)
     parts = build_body(template, head.skin_rgb, head.hair_rgb)
     parts.append(FigurinePart("head", head_mesh, head.skin_rgb, textured=True))
     if head.hair_style != "bald":
         parts.append(FigurinePart("hair", hair_mesh, head.hair_rgb))
+    # The render thread draws the preview while this thread builds the printable solid.
+    preview = get_renderer().submit(parts)
     timings["body"] = (time.perf_counter() - start) * 1000
 
     start = time.perf_counter()
@@ -98,5 +101,6 @@ def fuse_template(
         template=template.name,
         head=head,
         quality=quality,
+        preview=preview,
         timings_ms=timings,
     )

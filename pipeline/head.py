@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import cache
 
 import cv2
 import numpy as np
@@ -27,7 +28,8 @@ HEAD_A, HEAD_B, HEAD_C = 1.32, 1.58, 1.55
 RELIEF_GAIN = 1.0  # the frontalized landmarks already read well at figurine scale
 BLEND_BAND = 0.22  # width of the seam between face surface and skull
 TEXTURE_WIDTH = 512
-SPHERE_RINGS, SPHERE_SEGMENTS = 72, 112
+SPHERE_RINGS, SPHERE_SEGMENTS = 64, 96
+HAIR_RINGS, HAIR_SEGMENTS = 40, 72
 
 MESH_POINTS = 468  # FaceMesh points before the refined iris points
 
@@ -48,6 +50,7 @@ class HeadResult:
     chin_y: float
 
 
+@cache
 def _front_pole_sphere(rings: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
     """Unit sphere whose pole points forward (+z): its rings are densest over the face."""
     theta = np.linspace(0.0, np.pi, rings + 1)[1:-1]
@@ -64,7 +67,10 @@ def _front_pole_sphere(rings: int, segments: int) -> tuple[np.ndarray, np.ndarra
     faces += [quads_a, quads_b]
     back = len(verts) - 1
     faces.append(np.stack([np.full(segments, back), nxt[-1], idx[-1]], -1))
-    return verts, np.vstack(faces)
+    faces_array = np.vstack(faces)
+    verts.flags.writeable = False  # cached and shared between calls
+    faces_array.flags.writeable = False
+    return verts, faces_array
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -222,7 +228,7 @@ def _measure_hair(photo: np.ndarray, face: FaceAnalysis) -> tuple[RGB | None, st
 def _hair_shell(
     style: str, height_ratio: float, centre: np.ndarray, hairline_y: float
 ) -> trimesh.Trimesh:
-    verts, faces = _front_pole_sphere(48, 80)
+    verts, faces = _front_pole_sphere(HAIR_RINGS, HAIR_SEGMENTS)
     puff = 1.07 + 0.18 * height_ratio
     shell = verts * np.array([HEAD_A * 1.07, HEAD_B * puff, HEAD_C * 1.09]) + centre
     shell[:, 1] += HEAD_B * (puff - 1.0) * 0.6

@@ -56,7 +56,7 @@ LOOKS: dict[str, Look] = {
     ),
 }
 
-PROCESS_SIDE = 512  # smoothing and palette run at this size; lines are drawn at full size
+PROCESS_SIDE = 384  # smoothing and palette run at this size; lines are drawn at full size
 
 
 def _backdrop(height: int, width: int, look: Look) -> np.ndarray:
