@@ -235,8 +235,11 @@ def test_access_log_is_one_structured_line_without_file_names(client, photo_byte
 def test_expired_results_are_purged_and_disk_cap_holds(client, photo_bytes, monkeypatch, tmp_path):
     runtime = client.app.state.runtime
     now = [1_000_000.0]
-    # One result is ~1.9 MB: a 5 MB cap keeps two.
-    small = ResultStore(tmp_path / "results", ttl_s=30, max_bytes=5_000_000, clock=lambda: now[0])
+    # A cap of two and a half results keeps two.
+    first = upload(client, photo_bytes).json()["id"]
+    one_result = sum(f.stat().st_size for f in (runtime.store.root / first).rglob("*") if f.is_file())
+    cap = int(2.5 * one_result)
+    small = ResultStore(tmp_path / "results", ttl_s=30, max_bytes=cap, clock=lambda: now[0])
     monkeypatch.setattr(runtime, "store", small)
     ids = []
     for _ in range(3):
@@ -245,7 +248,7 @@ def test_expired_results_are_purged_and_disk_cap_holds(client, photo_bytes, monk
         ids.append(response.json()["id"])
         now[0] += 1
     on_disk = sum(f.stat().st_size for f in small.root.rglob("*") if f.is_file())
-    assert on_disk <= 5_000_000
+    assert on_disk <= cap
     assert sorted(p.name for p in small.root.iterdir()) == sorted(ids[1:])  # oldest evicted
     assert client.get(f"/api/results/{ids[0]}/report.json").status_code == 404
 
