@@ -31,9 +31,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -62,6 +59,7 @@ from pipeline_latency import (  # noqa: E402
     machine_line,
     summarize,
 )
+from service.launch import launched_app  # noqa: E402
 
 SIZES = (512, 768, 1024)
 TEMPLATES = ("default", "superhero", "casual")
@@ -93,65 +91,6 @@ def settings_for(quick: bool, runs: int | None, clients: int) -> Settings:
     if quick:
         return Settings(runs or 2, 20, clients, 1, 1.0, 0)
     return Settings(runs or 10, 200, clients, 2, 3.0, 1)
-
-
-# ---------------------------------------------------------------- the server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def launched_app(data_dir: Path, log_path: Path, timeout_s: float) -> Iterator[tuple[str, int]]:
-    """``python app.py`` on a free port; yields (base URL, pid) once /health answers 200."""
-    port = free_port()
-    env = {**os.environ, "TOONFORGE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
-        # Its own session, so that stopping it stops whatever it started and nothing else.
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, proc, log_path, timeout_s)
-        yield url, proc.pid
-    finally:
-        stop(proc)
-
-
-def wait_for_health(url: str, proc: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{_tail(log_path)}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:  # not listening yet
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"app.py did not answer /health within {timeout_s:.0f} s:\n{_tail(log_path)}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
 # ---------------------------------------------------------------- resources
@@ -626,9 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             http = measure_http(args.url.rstrip("/"), args.server_pid, settings, log)
         else:
             log("starting app.py")
-            with launched_app(scratch / "data", scratch / "app.log", args.startup_timeout) as (url, pid):
-                log(f"app.py is up at {url} (pid {pid})")
-                http = measure_http(url, pid, settings, log)
+            env = {**os.environ, "TOONFORGE_DATA_DIR": str(scratch / "data")}
+            with launched_app(env=env, log_path=scratch / "app.log", timeout_s=args.startup_timeout) as app:
+                log(f"app.py is up at {app.url} (pid {app.pid})")
+                http = measure_http(app.url, app.pid, settings, log)
     except (RuntimeError, httpx.HTTPError, psutil.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

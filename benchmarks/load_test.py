@@ -12,10 +12,9 @@ while busy, HTTP overhead (client latency - timings_ms.total) and the throughput
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,10 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the repository's packages
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from service.launch import LaunchedApp, app_env, launched_app  # noqa: E402
+
 PHOTO = ROOT / "assets" / "examples" / "astronaut.jpg"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STARTUP_TIMEOUT_S = 120
@@ -61,42 +65,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(workdir: Path) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOONFORGE_")}
-    env.update(
+def start_server(stack: contextlib.ExitStack, workdir: Path) -> LaunchedApp:
+    """``app.py`` with its data, Gradio temp dir and log in ``workdir``; stopped when ``stack`` closes."""
+    env = app_env(
         TOONFORGE_DATA_DIR=str(workdir / "data"),
         GRADIO_TEMP_DIR=str(workdir / "gradio"),
         GRADIO_ANALYTICS_ENABLED="False",
-        PYTHONUNBUFFERED="1",
+        PYOPENGL_PLATFORM=os.environ.get("PYOPENGL_PLATFORM", "egl"),
     )
-    env.setdefault("PYOPENGL_PLATFORM", "egl")
-    log_path = workdir / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    try:
+        return stack.enter_context(
+            launched_app(env=env, log_path=workdir / "server.log", timeout_s=STARTUP_TIMEOUT_S)
         )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited early ({proc.returncode}); see {log_path}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url, log_path
-        except httpx.TransportError:
-            pass  # not listening yet
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"app.py did not answer /health in {STARTUP_TIMEOUT_S} s; see {log_path}")
-        time.sleep(0.5)
+    except RuntimeError as exc:  # a message for the shell, not a traceback
+        raise SystemExit(f"{exc}\nsee {workdir / 'server.log'}") from None
 
 
 def server_pid(url: str) -> int | None:
@@ -231,51 +213,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.requests, args.single, args.health_samples = 30, 5, 50
 
-    proc = None
     workdir = Path(tempfile.mkdtemp(prefix="toonforge-load-"))
-    if args.url:
-        host = urlparse(args.url).hostname
-        if host not in LOOPBACK:
-            parser.error(f"--url must be a loopback address ({', '.join(sorted(LOOPBACK))}), got {host}")
-        url = args.url.rstrip("/")
-        pid = server_pid(url)
-    else:
-        print("starting app.py ...", flush=True)
-        proc, url, log_path = start_server(workdir)
-        pid = proc.pid
-        print(f"server {url} (pid {pid}, log {log_path})", flush=True)
-    photo = args.photo.read_bytes()
-    rss = RssSampler(pid)
-    rss.start()
-    try:
-        print(f"warm-up: {args.warmup} uploads", flush=True)
-        warm = uploads(url, photo, args.warmup, min(args.warmup, args.concurrency))
-        if warm.errors:
-            raise SystemExit(f"warm-up failed: {warm.errors}")
-        with httpx.Client(base_url=url, timeout=10) as http:
-            for _ in range(10):  # connection set-up and first-call costs out of the numbers
-                health_once(http)
-            idle_health = [health_once(http) for _ in range(args.health_samples)]
+    with contextlib.ExitStack() as stack:
+        if args.url:
+            host = urlparse(args.url).hostname
+            if host not in LOOPBACK:
+                parser.error(f"--url must be a loopback address ({', '.join(sorted(LOOPBACK))}), got {host}")
+            url = args.url.rstrip("/")
+            pid = server_pid(url)
+        else:
+            print("starting app.py ...", flush=True)
+            app = start_server(stack, workdir)
+            url, pid = app.url, app.pid
+            print(f"server {url} (pid {pid}, log {app.log_path})", flush=True)
+        photo = args.photo.read_bytes()
+        rss = RssSampler(pid)
+        rss.start()
+        try:
+            print(f"warm-up: {args.warmup} uploads", flush=True)
+            warm = uploads(url, photo, args.warmup, min(args.warmup, args.concurrency))
+            if warm.errors:
+                raise SystemExit(f"warm-up failed: {warm.errors}")
+            with httpx.Client(base_url=url, timeout=10) as http:
+                for _ in range(10):  # connection set-up and first-call costs out of the numbers
+                    health_once(http)
+                idle_health = [health_once(http) for _ in range(args.health_samples)]
 
-        print(f"one client: {args.single} uploads", flush=True)
-        single = uploads(url, photo, args.single, 1)
+            print(f"one client: {args.single} uploads", flush=True)
+            single = uploads(url, photo, args.single, 1)
 
-        print(f"{args.concurrency} clients: {args.requests} uploads", flush=True)
-        poller = HealthPoller(url)
-        poller.start()
-        loaded = uploads(url, photo, args.requests, args.concurrency)
-        poller.stop.set()
-        poller.join()
-    finally:
-        rss.stop.set()
-        rss.join()
-        rss.sample()
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            print(f"{args.concurrency} clients: {args.requests} uploads", flush=True)
+            poller = HealthPoller(url)
+            poller.start()
+            loaded = uploads(url, photo, args.requests, args.concurrency)
+            poller.stop.set()
+            poller.join()
+        finally:
+            rss.stop.set()
+            rss.join()
+            rss.sample()
 
     result = {
         "url": url,

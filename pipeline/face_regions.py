@@ -37,20 +37,3 @@ def face_oval_ring() -> np.ndarray:
     while nxt[ring[-1]] != start:
         ring.append(nxt[ring[-1]])
     return np.array(ring, dtype=np.int64)
-
-
-@cache
-def mesh_triangles() -> np.ndarray:
-    """FaceMesh triangles recovered from the tesselation edge set (it lists edges, not faces)."""
-    from mediapipe.python.solutions import face_mesh_connections as fmc
-
-    neighbours: dict[int, set[int]] = {}
-    for a, b in fmc.FACEMESH_TESSELATION:
-        neighbours.setdefault(a, set()).add(b)
-        neighbours.setdefault(b, set()).add(a)
-    tris = {
-        tuple(sorted((a, b, c)))
-        for a, b in fmc.FACEMESH_TESSELATION
-        for c in neighbours[a] & neighbours[b]
-    }
-    return np.array(sorted(tris), dtype=np.int64)

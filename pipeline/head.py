@@ -20,7 +20,7 @@ from matplotlib.path import Path as PolygonPath
 from PIL import Image
 from scipy.spatial import Delaunay
 
-from pipeline.face_regions import face_oval_ring, feature_groups
+from pipeline.face_regions import face_oval_ring
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, NOSE_TIP, FaceAnalysis
 
 # Head ellipsoid semi-axes in units of half the face width: a big round chibi cranium.

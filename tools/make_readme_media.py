@@ -18,13 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -46,6 +41,7 @@ from pipeline.render import BACKGROUND, get_renderer  # noqa: E402
 from pipeline.stylize import get_stylizer  # noqa: E402
 from pipeline.templates import load_template, template_names  # noqa: E402
 from pipeline.validate import validate_image  # noqa: E402
+from service.launch import app_env, launched_app  # noqa: E402
 
 MEDIA = ROOT / "docs" / "media"
 THUMBS = ROOT / "assets" / "templates"
@@ -156,50 +152,19 @@ def make_turntable(parts: list[FigurinePart]) -> None:
         raise SystemExit(f"{path} is {size} bytes, over the {MAX_GIF_BYTES} byte budget")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_app() -> Iterator[str]:
-    """``python app.py`` on a free port with throw-away data dirs; yields its URL."""
+    """``python app.py`` with throw-away data dirs; yields its URL once the UI page answers."""
     work = Path(tempfile.mkdtemp(prefix="toonforge-media-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOONFORGE_")}
-    env.update(
+    env = app_env(
         TOONFORGE_DATA_DIR=str(work / "data"),
         GRADIO_TEMP_DIR=str(work / "gradio"),
         GRADIO_ANALYTICS_ENABLED="False",
     )
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/"
-    log = (work / "app.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=3) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"app.py did not start:\n{(work / 'app.log').read_text()}")
-            time.sleep(0.5)
-        yield url
+        with launched_app(env=env, log_path=work / "app.log", health_path="/") as app:
+            yield f"{app.url}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

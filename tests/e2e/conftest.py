@@ -19,31 +19,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .e2e_ui import (
-    ARTIFACTS,
-    CHROMIUM_ARGS,
-    ROOT,
-    STARTUP_TIMEOUT_S,
-    AppPage,
-    free_port,
-    serves,
-)
+from service.launch import app_env, launched_app
 
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if pytest itself is killed, so no app server is left behind."""
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+from .e2e_ui import ARTIFACTS, CHROMIUM_ARGS, STARTUP_TIMEOUT_S, AppPage
 
 
 @pytest.fixture(scope="package")
@@ -57,47 +39,20 @@ def artifacts() -> Path:
 @pytest.fixture(scope="package")
 def app_url(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
     """URL of a freshly started ``python app.py``; stopped after the last browser test."""
-    port = free_port()
     work = tmp_path_factory.mktemp("app")
     # Only this test's settings: no TOONFORGE_* from the caller's shell (backend, height...).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOONFORGE_")}
-    env.update(
+    env = app_env(
         TOONFORGE_DATA_DIR=str(work / "data"),
         GRADIO_TEMP_DIR=str(work / "gradio"),
         GRADIO_ANALYTICS_ENABLED="False",
         PYOPENGL_PLATFORM=os.environ.get("PYOPENGL_PLATFORM", "egl"),
-        PYTHONUNBUFFERED="1",
     )
     log_path = artifacts / "app.log"
-    log = log_path.open("w", encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
-    url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not serves(url):
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"app.py exited with {proc.returncode} before serving:\n{log_path.read_text()}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"app.py did not serve {url} in {STARTUP_TIMEOUT_S} s")
-            time.sleep(0.5)
-        yield url
+        # The UI page itself, not just /health: the browser tests need Gradio mounted.
+        with launched_app(env=env, log_path=log_path, timeout_s=STARTUP_TIMEOUT_S, health_path="/") as app:
+            yield f"{app.url}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
         shutil.rmtree(work, ignore_errors=True)
     text = log_path.read_text(encoding="utf-8", errors="replace")
     assert "Traceback (most recent call last)" not in text, (

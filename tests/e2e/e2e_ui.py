@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import io
 import re
-import socket
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,20 +56,6 @@ BENIGN_CONSOLE_ERRORS: list[tuple[str, re.Pattern[str], str]] = [
         "URL is NOT the app's own origin (checked in AppPage.unexpected_console_errors)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serves(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
 
 
 @dataclass
