@@ -239,7 +239,7 @@ def main() -> None:
         app_runtime.config,
         demo.queue(max_size=app_runtime.config.queue_size),
         runtime=app_runtime,
-        allowed_paths=[str(EXAMPLES_DIR)],
+        allowed_paths=[str(EXAMPLES_DIR), str(app_runtime.config.data_dir)],
         server_name=args.host,
         server_port=args.port,
     )

@@ -13,7 +13,7 @@ from pipeline.runner import Options, resolve_options, run
 from pipeline.stylize import BACKEND_NAMES
 from pipeline.templates import template_names
 
-EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+EXIT_OK, EXIT_USER_ERROR = 0, 2
 
 
 def build_parser() -> argparse.ArgumentParser:

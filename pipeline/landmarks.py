@@ -163,10 +163,11 @@ def detect_landmarks(image: np.ndarray, config: Config) -> FaceAnalysis:
         confidence = 0.5
     face_count = max(len(meshes), len(detections))
 
-    if min(bbox[2] - bbox[0], bbox[3] - bbox[1]) < config.min_face_px:
+    face_px = min(bbox[2] - bbox[0], bbox[3] - bbox[1])
+    if face_px < config.min_face_px:
         raise FaceTooSmallError(
-            f"The face is only {int(bbox[2] - bbox[0])} px wide; at least "
-            f"{config.min_face_px} px is needed. Crop closer to the face or use a larger photo."
+            f"The face is only {int(face_px)} px across; at least {config.min_face_px} px is "
+            "needed. Crop closer to the face or use a larger photo."
         )
 
     pose, rotation = head_pose(points)

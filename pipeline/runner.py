@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -161,10 +162,27 @@ def run(
     # 1. check the options before touching the photo
     options = resolve_options(options, config)
     assert options.backend is not None and options.height_mm is not None
+    made_dir = out_dir is None
     if out_dir is None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         out_dir = Path(tempfile.mkdtemp(prefix="run-", dir=config.data_dir))
-    clock = _Clock(progress)
+    try:
+        return _run_stages(image, options, out_dir, config, _Clock(progress), started)
+    except BaseException:
+        if made_dir:  # a folder we made for a run that produced nothing
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _run_stages(
+    image: ImageInput,
+    options: Options,
+    out_dir: Path,
+    config: Config,
+    clock: _Clock,
+    started: float,
+) -> FigurineResult:
+    assert options.backend is not None and options.height_mm is not None
 
     # 2. validate
     with clock.stage("validate"):

@@ -60,6 +60,8 @@ def _sniff_unsupported(head: bytes) -> str | None:
 def _read_bytes(source: ImageInput, config: Config) -> bytes:
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
+    elif not isinstance(source, (str, Path)):
+        raise NotAnImageError("No photo was given. Upload a photo (JPEG, PNG, WebP...).")
     else:
         path = Path(source)
         try:
@@ -180,7 +182,7 @@ def validate_image(source: ImageInput, config: Config) -> ValidatedImage:
 
     long_side = max(width, height)
     target = config.working_max_side
-    if fmt == "JPEG" and long_side > 2 * target:
+    if fmt in ("JPEG", "MPO") and long_side > 2 * target:
         # Let libjpeg decode at a reduced scale: much faster and no full-size buffer.
         img.draft("RGB", (img.size[0] * target // long_side, img.size[1] * target // long_side))
     try:

@@ -54,6 +54,7 @@ class ResultStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
+        self._strangers: list[Path] = []
         self.root.mkdir(parents=True, exist_ok=True)
         self._adopt_existing()
 
@@ -140,6 +141,13 @@ class ResultStore:
                         break
                     total -= self._entries.pop(result_id).size
                     victims.append(result_id)
+            strangers, self._strangers = self._strangers, []
+        for child in strangers:
+            log.warning("removing unexpected entry in result store: %s", child.name)
+            if child.is_dir():
+                _remove_tree(child)
+            else:
+                child.unlink(missing_ok=True)
         if victims:
             log.info("purging %d expired or over-cap result(s)", len(victims))
         return self._delete(victims)
@@ -170,12 +178,9 @@ class ResultStore:
                 self._entries[child.name] = _Entry(
                     created=stat.st_mtime, owner=None, size=_folder_size(child), done=True
                 )
-            else:  # not ours (or half-written junk): ids are the only names we create
-                log.warning("removing unexpected entry in result store: %s", child.name)
-                if child.is_dir():
-                    _remove_tree(child)
-                else:
-                    child.unlink(missing_ok=True)
+            else:  # not ours (or half-written junk): ids are the only names we create.
+                # Removed by the first purge, never while the app is being imported.
+                self._strangers.append(child)
 
 
 def _folder_size(folder: Path) -> int:

@@ -99,3 +99,16 @@ def test_another_person_with_a_turned_head(second_person, session_config, tmp_pa
     assert stl.is_watertight and stl.body_count == 1
     hair = trimesh.load(result.glb_path).geometry["hair"]
     assert max(hair.visual.material.baseColorFactor[:3]) < 40  # dark hair, in linear light
+
+
+def test_failed_run_leaves_no_folder_behind(no_face, session_config):
+    runs = session_config.data_dir
+    before = set(runs.glob("run-*")) if runs.exists() else set()
+    with pytest.raises(errors.NoFaceError):
+        run(no_face, Options(), config=session_config)
+    assert set(runs.glob("run-*")) == before
+
+
+def test_no_photo_is_a_user_error(session_config):
+    with pytest.raises(errors.NotAnImageError, match="No photo"):
+        run(None, Options(), config=session_config)  # type: ignore[arg-type]

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from pipeline.config import Config
     from pipeline.landmarks import FaceAnalysis
 
 # progress(fraction 0..1 within the stage, message)
@@ -52,5 +51,3 @@ class Stylizer(Protocol):
     ) -> StylizeResult:
         ...
 
-
-StylizerFactory = Callable[["Config"], Stylizer]

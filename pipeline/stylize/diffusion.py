@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.errors import BackendUnavailableError, UnknownStyleError
+from pipeline.errors import BackendUnavailableError
 from pipeline.stylize.base import Availability, ProgressFn, StylizeResult
 
 if TYPE_CHECKING:
@@ -591,11 +591,9 @@ class DiffusionStylizer:
         seed: int,
         progress: ProgressFn | None = None,
     ) -> StylizeResult:
-        if style not in STYLE_PROMPTS:
-            raise UnknownStyleError(
-                f"Unknown style {style!r} for the diffusion backend. "
-                f"Choose one of: {', '.join(self.styles)}."
-            )
+        from pipeline.stylize import check_style  # the package imports this module lazily
+
+        check_style(self, style)
         from PIL import Image
 
         height, width = image.shape[:2]

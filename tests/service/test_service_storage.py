@@ -106,6 +106,8 @@ def test_a_restarted_store_adopts_old_results_and_drops_strangers(tmp_path, cloc
     os.utime(old, (clock.now, clock.now))
     second = ResultStore(tmp_path / "r", ttl_s=60, max_bytes=10_000, clock=clock)
     assert second.file(kept, "figurine.glb") is not None
+    assert len(list(second.root.iterdir())) == 3  # building a store deletes nothing
+    assert second.purge() == 0
     assert sorted(p.name for p in second.root.iterdir()) == [kept]
     clock.now += 61
     assert second.purge() == 1
