@@ -78,6 +78,8 @@ class Config:
     max_disk_bytes: int = 2 * 1024 * 1024 * 1024
     workers: int = max(1, min(4, os.cpu_count() or 1))
     queue_size: int = 32
+    # Each worker thread hands cpu-backend jobs to its own child process (see service/worker.py).
+    worker_processes: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -121,4 +123,5 @@ class Config:
             max_disk_bytes=_int(env, "TOONFORGE_MAX_DISK_BYTES", d.max_disk_bytes),
             workers=_int(env, "TOONFORGE_WORKERS", d.workers),
             queue_size=_int(env, "TOONFORGE_QUEUE_SIZE", d.queue_size),
+            worker_processes=_bool(env, "TOONFORGE_WORKER_PROCESSES", d.worker_processes),
         )

@@ -279,6 +279,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        runtime.start()
         purger = asyncio.create_task(_purge_periodically(runtime, interval))
         try:
             yield
@@ -327,6 +328,7 @@ def create_app(
                 "backends": backends.get(),
                 "queue": {
                     "workers": jobs.workers,
+                    "mode": "process" if runtime.processes is not None else "thread",
                     "running": jobs.running,
                     "waiting": jobs.waiting,
                     "capacity": jobs.capacity,

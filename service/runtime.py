@@ -20,6 +20,11 @@ from service import __version__
 from service.jobs import JobPool
 from service.metrics import Metrics
 from service.storage import ResultStore
+from service.worker import WorkerProcesses
+
+# Diffusion stays in the server process: one copy of the weights on the GPU, and ZeroGPU
+# only grants GPUs to the process that runs the Gradio app.
+IN_PROCESS_BACKENDS = frozenset({"diffusion"})
 
 
 # Blocks -> Runtime it was built with, so that create_app(config, demo) can find it.
@@ -40,6 +45,7 @@ class Runtime:
         self.version = version
         self.started = time.monotonic()
         self.jobs = JobPool(config.workers, config.queue_size)
+        self.processes = WorkerProcesses(config.workers, config) if config.worker_processes else None
         self.store = ResultStore(config.data_dir / "results", config.result_ttl_s, config.max_disk_bytes)
         self.metrics = Metrics(version)
         self.metrics.bind(self.jobs, self.store)
@@ -105,11 +111,14 @@ class Runtime:
         progress: ProgressFn | None,
         interface: str,
     ) -> FigurineResult:
-        """Runs on a worker thread."""
+        """Runs on a worker thread; the pipeline itself runs in a worker process when enabled."""
+        out_dir = self.store.path(result_id)
+        backend = options.backend or self.config.default_backend
         try:
-            result = run(
-                image, options, out_dir=self.store.path(result_id), config=self.config, progress=progress
-            )
+            if self.processes is not None and backend not in IN_PROCESS_BACKENDS:
+                result = self.processes.run(image, options, out_dir, progress)
+            else:
+                result = run(image, options, out_dir=out_dir, config=self.config, progress=progress)
         except ToonforgeError as exc:
             self.store.discard(result_id)
             self.metrics.jobs.labels(interface, exc.code).inc()
@@ -131,5 +140,12 @@ class Runtime:
     def uptime_s(self) -> float:
         return time.monotonic() - self.started
 
+    def start(self) -> None:
+        """Start the worker processes now rather than on the first job (server startup)."""
+        if self.processes is not None:
+            self.processes.start()
+
     def close(self) -> None:
         self.jobs.shutdown(wait=False)
+        if self.processes is not None:
+            self.processes.close()

@@ -17,7 +17,8 @@ from service.runtime import Runtime
 
 @pytest.fixture
 def rt(config):
-    r = Runtime(replace(config, workers=1, queue_size=1))
+    # in-thread, so that the monkeypatched pipeline below is the one that runs
+    r = Runtime(replace(config, workers=1, queue_size=1, worker_processes=False))
     yield r
     r.close()
 

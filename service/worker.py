@@ -1,0 +1,252 @@
+"""Pipeline worker processes: one per job-pool thread, so that CPU work runs truly in parallel.
+
+The pipeline is pure Python in places (mesh building, JPEG and PNG encoding glue, MediaPipe's
+graph calls), so threads in one process queue behind the GIL: measured here, 10 clients got
+1.39x the throughput of one. A child process per worker removes that ceiling.
+
+Children are plain ``python -m service.worker <fd>`` processes talking over a socket pair with
+:mod:`multiprocessing.connection` framing. ``multiprocessing``'s spawn start method is not used
+because it re-imports the parent's ``__main__`` (``app.py``, the whole UI) in every child.
+
+Protocol, one job at a time per child::
+
+    parent -> child   ("warm", config)            once, at start; no answer
+    parent -> child   ("run", image, options, out_dir, config, wants_progress)
+    child  -> parent  ("progress", fraction, stage)*  then one of
+                      ("done", FigurineResult) | ("error", ToonforgeError) | ("failed", text)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.config import Config
+from pipeline.errors import ToonforgeError
+from pipeline.runner import FigurineResult, Options, run
+from pipeline.stylize import ProgressFn
+from pipeline.validate import ImageInput
+
+log = logging.getLogger("toonforge.worker")
+
+ROOT = Path(__file__).resolve().parent.parent
+# A child runs the whole pipeline on this photo once at start, so that no user pays for
+# loading MediaPipe's graphs, the EGL context and the body meshes.
+WARM_UP_PHOTO = ROOT / "assets" / "examples" / "astronaut.jpg"
+# Same reasoning as the job threads' nice value: the event loop must win the CPU.
+WORKER_NICE = 10
+STOP_TIMEOUT_S = 5.0
+
+
+class WorkerCrashedError(RuntimeError):
+    """The child died or broke the protocol: a server fault, never the user's."""
+
+
+class WorkerProcess:
+    """One child process; :meth:`run` sends it a job and waits for the answer."""
+
+    def __init__(self, config: Config) -> None:
+        parent_sock, child_sock = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "service.worker", str(child_sock.fileno())],
+                pass_fds=(child_sock.fileno(),),
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            child_sock.close()  # the child holds its own copy; ours would keep EOF from arriving
+        self._conn = Connection(parent_sock.detach())
+        self._conn.send(("warm", config))
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None and not self._conn.closed
+
+    def run(
+        self,
+        image: ImageInput,
+        options: Options,
+        out_dir: Path,
+        config: Config,
+        progress: ProgressFn | None,
+    ) -> FigurineResult:
+        try:
+            self._conn.send(("run", image, options, out_dir, config, progress is not None))
+            while True:
+                message = self._conn.recv()
+                if message[0] != "progress":
+                    break
+                if progress is not None:
+                    progress(message[1], message[2])
+        except (EOFError, OSError) as exc:
+            code = self.stop()
+            raise WorkerCrashedError(f"worker process {self.pid} exited (status {code})") from exc
+        except BaseException:
+            # e.g. the progress callback raised: the child is still mid-job and its later
+            # messages would be read as the next job's answer, so this child is done for.
+            self.stop()
+            raise
+        kind, payload = message
+        if kind == "done":
+            return payload
+        if kind == "error":
+            raise payload
+        raise WorkerCrashedError(payload if kind == "failed" else f"unexpected message {kind!r}")
+
+    def stop(self) -> int | None:
+        """Close the pipe (the child exits at EOF); kill it if it does not."""
+        self._conn.close()
+        try:
+            return self._proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            return self._proc.wait()
+
+
+class WorkerProcesses:
+    """``size`` children, started on first use (or by :meth:`start`), one lent per job.
+
+    The job pool has exactly ``size`` threads, so a free child is always there for a job; a
+    child that died is replaced on the next loan.
+    """
+
+    def __init__(self, size: int, config: Config) -> None:
+        self.size = size
+        self.config = config
+        self._free: "queue.SimpleQueue[WorkerProcess]" = queue.SimpleQueue()
+        self._all: list[WorkerProcess] = []
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    def start(self) -> None:
+        """Start every child now, so that they import the pipeline while the server starts."""
+        with self._lock:
+            if self._closed or self._started:
+                return
+            self._started = True
+            for _ in range(self.size):
+                self._free.put(self._spawn_locked())
+
+    @contextmanager
+    def lend(self) -> Iterator[WorkerProcess]:
+        if self._closed:
+            raise WorkerCrashedError("the worker processes are shut down")
+        self.start()
+        worker = self._free.get()
+        try:
+            if not worker.alive:
+                with self._lock:
+                    if self._closed:
+                        raise WorkerCrashedError("the worker processes are shut down")
+                    worker = self._replace_locked(worker)
+            yield worker
+        finally:
+            self._free.put(worker)
+
+    def run(
+        self,
+        image: ImageInput,
+        options: Options,
+        out_dir: Path,
+        progress: ProgressFn | None = None,
+    ) -> FigurineResult:
+        with self.lend() as worker:
+            return worker.run(image, options, out_dir, self.config, progress)
+
+    @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.pid for w in self._all if w.alive]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._all = self._all, []
+        for worker in workers:
+            worker.stop()
+
+    def _spawn_locked(self) -> WorkerProcess:
+        worker = WorkerProcess(self.config)
+        self._all.append(worker)
+        return worker
+
+    def _replace_locked(self, dead: WorkerProcess) -> WorkerProcess:
+        dead.stop()
+        if dead in self._all:
+            self._all.remove(dead)
+        log.warning("replacing worker process %d", dead.pid)
+        return self._spawn_locked()
+
+
+# -- the child ------------------------------------------------------------------------------
+def serve(conn: Connection) -> None:
+    """Answer jobs until the parent closes the pipe."""
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message[0] == "warm":
+            warm_up(message[1])
+            continue
+        _, image, options, out_dir, config, wants_progress = message
+        progress = (lambda f, stage: conn.send(("progress", f, stage))) if wants_progress else None
+        try:
+            result = run(image, options, out_dir=out_dir, config=config, progress=progress)
+        except ToonforgeError as exc:
+            conn.send(("error", exc))
+        except Exception as exc:  # reported to the parent as a server fault, with our traceback
+            log.exception("pipeline failed")
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        else:
+            conn.send(("done", result))
+
+
+def warm_up(config: Config) -> None:
+    """One untimed run on the bundled photo; a failure here is logged and left to the first
+    real job to report, with the user's own photo."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="warm-up-") as tmp:
+        try:
+            run(WARM_UP_PHOTO.read_bytes(), Options(), out_dir=Path(tmp), config=config)
+        except (ToonforgeError, OSError, RuntimeError) as exc:
+            log.warning("warm-up run failed: %s", exc)
+            return
+    log.info("worker %d warm in %.1f s", os.getpid(), time.perf_counter() - started)
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if sys.platform.startswith("linux"):
+        os.nice(WORKER_NICE)
+    conn = Connection(int(argv[1]))
+    try:
+        serve(conn)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the parent went away mid-job: nobody is left to answer
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
