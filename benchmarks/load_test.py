@@ -117,6 +117,29 @@ class RssSampler(threading.Thread):
             self.stop.wait(0.2)
 
 
+def cpu_seconds(pid: int | None) -> dict[str, float]:
+    """CPU time so far of the server process, its worker processes and this client."""
+    mine = psutil.Process().cpu_times()
+    snapshot = {"client": mine.user + mine.system, "server": 0.0, "workers": 0.0}
+    if pid is None:
+        return snapshot
+    with contextlib.suppress(psutil.NoSuchProcess):
+        server = psutil.Process(pid)
+        times = server.cpu_times()
+        snapshot["server"] = times.user + times.system
+        for child in server.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = child.cpu_times()
+                snapshot["workers"] += times.user + times.system
+    return snapshot
+
+
+def cpu_per_upload_ms(before: dict[str, float], after: dict[str, float], run: "Run") -> dict[str, float]:
+    """Where the machine's CPU went, per successful upload."""
+    count = max(1, run.ok)
+    return {key: round((after[key] - before[key]) * 1000 / count, 1) for key in before}
+
+
 class HealthPoller(threading.Thread):
     """GET /health in a loop while uploads run."""
 
@@ -240,12 +263,16 @@ def main(argv: list[str] | None = None) -> int:
                 idle_health = [health_once(http) for _ in range(args.health_samples)]
 
             print(f"one client: {args.single} uploads", flush=True)
+            before = cpu_seconds(pid)
             single = uploads(url, photo, args.single, 1)
+            single_cpu = cpu_per_upload_ms(before, cpu_seconds(pid), single)
 
             print(f"{args.concurrency} clients: {args.requests} uploads", flush=True)
             poller = HealthPoller(url)
             poller.start()
+            before = cpu_seconds(pid)
             loaded = uploads(url, photo, args.requests, args.concurrency)
+            loaded_cpu = cpu_per_upload_ms(before, cpu_seconds(pid), loaded)
             poller.stop.set()
             poller.join()
         finally:
@@ -270,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             "busy_samples": len(poller.latencies_ms),
         },
         "peak_server_rss_mb": round(rss.peak / 2**20, 1) if rss.peak else None,
+        "cpu_ms_per_upload": {"single_client": single_cpu, "concurrent": loaded_cpu},
+        "cpu_count": os.cpu_count(),
     }
     print_report(result)
     if args.json:
@@ -296,6 +325,10 @@ def print_report(r: dict) -> None:
     print(f"  /health             idle p50 {health['idle_p50']:.2f} ms, p95 {health['idle_p95']:.2f} ms; "
           f"busy p50 {health['busy_p50']:.2f} ms, p95 {health['busy_p95']:.2f} ms ({health['busy_samples']} samples)")
     print(f"  peak server RSS     {rss}")
+    for phase, label in (("single_client", "c=1"), ("concurrent", f"c={r['concurrency']}")):
+        cpu = r["cpu_ms_per_upload"][phase]
+        print(f"  CPU per upload {label:<5}server {cpu['server']:.0f} ms, workers {cpu['workers']:.0f} ms, "
+              f"client {cpu['client']:.0f} ms ({r['cpu_count']} cores)")
 
 
 if __name__ == "__main__":

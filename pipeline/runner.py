@@ -138,13 +138,16 @@ class _Clock:
 
 
 @cache
-def _single_threaded_blas() -> None:
-    """Our matrices are tiny: BLAS worker threads only spin-wait, and with two requests at
-    once they starve each other (measured here: two concurrent pipelines ran 1.7x slower than
-    one alone with OpenBLAS's default threads, and 1.65x faster in total with one thread)."""
+def _single_threaded_libraries() -> None:
+    """Our arrays are small: library worker threads mostly spin-wait, and with two requests
+    at once they starve each other. Measured here: two concurrent pipelines ran 1.7x slower
+    than one alone with OpenBLAS's default threads, and 1.65x faster in total with one; one
+    OpenCV thread cut a job's CPU time by 12% and did not slow it down."""
+    import cv2
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+    cv2.setNumThreads(1)
 
 
 def run(
@@ -157,7 +160,7 @@ def run(
 ) -> FigurineResult:
     """Photo in, figurine files out. Raises a :class:`ToonforgeError` on unusable input."""
     config = config or Config.from_env()
-    _single_threaded_blas()
+    _single_threaded_libraries()
     started = time.perf_counter()
     # 1. check the options before touching the photo
     options = resolve_options(options, config)

@@ -27,7 +27,7 @@ def client(tmp_path_factory):
 
     config = replace(Config.from_env(), data_dir=tmp_path_factory.mktemp("ui-data"))
     demo = app.build_demo(config)
-    demo.queue().launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True)
+    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True)
     try:
         yield Client(demo.local_url, verbose=False)
     finally:

@@ -67,7 +67,7 @@ def server(service_config: Config, runtime: Runtime) -> Iterator[str]:
     from app import build_demo
 
     demo = build_demo(service_config, runtime)
-    app = create_app(service_config, demo.queue(max_size=service_config.queue_size))
+    app = create_app(service_config, demo)
     port = free_port()
     srv = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_config=None)
