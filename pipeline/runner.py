@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.config import Config
 from pipeline.errors import OptionError
 from pipeline.export import export_figurine, write_report
-from pipeline.fusion import fuse_template
+from pipeline.fusion import fuse_template, start_manifold_single_threaded
 from pipeline.landmarks import FaceAnalysis, detect_landmarks
 from pipeline.quality import QualityReport
 from pipeline.stylize import ProgressFn, check_style, get_stylizer, require_available
@@ -139,15 +139,17 @@ class _Clock:
 
 @cache
 def _single_threaded_libraries() -> None:
-    """Our arrays are small: library worker threads mostly spin-wait, and with two requests
-    at once they starve each other. Measured here: two concurrent pipelines ran 1.7x slower
-    than one alone with OpenBLAS's default threads, and 1.65x faster in total with one; one
-    OpenCV thread cut a job's CPU time by 12% and did not slow it down."""
+    """Our arrays and meshes are small: library worker threads mostly spin or contend, and
+    concurrent requests need the CPU they burn. Measured here: two concurrent pipelines ran
+    1.7x slower than one alone with OpenBLAS's default threads and 1.65x faster in total with
+    one; one OpenCV thread cut a job's CPU time by 12% without slowing it down; for Manifold
+    see :func:`start_manifold_single_threaded`."""
     import cv2
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
     cv2.setNumThreads(1)
+    start_manifold_single_threaded()
 
 
 def run(
