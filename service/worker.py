@@ -103,6 +103,7 @@ class WorkerProcess:
         except BaseException:
             # e.g. the progress callback raised: the child is still mid-job and its later
             # messages would be read as the next job's answer, so this child is done for.
+            self._proc.kill()
             self.stop()
             raise
         kind, payload = message
