@@ -142,13 +142,11 @@ def _single_threaded_libraries() -> None:
     """Our arrays and meshes are small: library worker threads mostly spin or contend, and
     concurrent requests need the CPU they burn. Measured here: two concurrent pipelines ran
     1.7x slower than one alone with OpenBLAS's default threads and 1.65x faster in total with
-    one; one OpenCV thread cut a job's CPU time by 12% without slowing it down; for Manifold
-    see :func:`start_manifold_single_threaded`."""
-    import cv2
+    one; for Manifold see :func:`start_manifold_single_threaded`. OpenCV keeps its threads
+    (they save 25 ms of a lone 512 px photo); the worker processes size them per job."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
-    cv2.setNumThreads(1)
     start_manifold_single_threaded()
 
 

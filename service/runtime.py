@@ -7,6 +7,7 @@ photo from either goes through the same limits, queue and storage.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import weakref
 from concurrent.futures import Future
@@ -116,7 +117,10 @@ class Runtime:
         backend = options.backend or self.config.default_backend
         try:
             if self.processes is not None and backend not in IN_PROCESS_BACKENDS:
-                result = self.processes.run(image, options, out_dir, progress)
+                # A lone job may use every core; with company, one each beats sharing.
+                alone = self.jobs.running <= 1
+                threads = (os.cpu_count() or 1) if alone else 1
+                result = self.processes.run(image, options, out_dir, progress, threads)
             else:
                 result = run(image, options, out_dir=out_dir, config=self.config, progress=progress)
         except ToonforgeError as exc:

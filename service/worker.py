@@ -11,7 +11,7 @@ because it re-imports the parent's ``__main__`` (``app.py``, the whole UI) in ev
 Protocol, one job at a time per child::
 
     parent -> child   ("warm", config)            once, at start; no answer
-    parent -> child   ("run", image, options, out_dir, config, wants_progress)
+    parent -> child   ("run", image, options, out_dir, config, wants_progress, cpu_threads)
     child  -> parent  ("progress", fraction, stage)*  then one of
                       ("done", FigurineResult) | ("error", ToonforgeError) | ("failed", text)
 """
@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Iterator
+
+import cv2
 
 from pipeline.config import Config
 from pipeline.errors import ToonforgeError
@@ -88,9 +90,10 @@ class WorkerProcess:
         out_dir: Path,
         config: Config,
         progress: ProgressFn | None,
+        cpu_threads: int = 1,
     ) -> FigurineResult:
         try:
-            self._conn.send(("run", image, options, out_dir, config, progress is not None))
+            self._conn.send(("run", image, options, out_dir, config, progress is not None, cpu_threads))
             while True:
                 message = self._conn.recv()
                 if message[0] != "progress":
@@ -170,9 +173,11 @@ class WorkerProcesses:
         options: Options,
         out_dir: Path,
         progress: ProgressFn | None = None,
+        cpu_threads: int = 1,
     ) -> FigurineResult:
+        """Run one job on a free child; ``cpu_threads`` is how many cores it may use (OpenCV)."""
         with self.lend() as worker:
-            return worker.run(image, options, out_dir, self.config, progress)
+            return worker.run(image, options, out_dir, self.config, progress, cpu_threads)
 
     @property
     def pids(self) -> list[int]:
@@ -210,7 +215,8 @@ def serve(conn: Connection) -> None:
         if message[0] == "warm":
             warm_up(message[1])
             continue
-        _, image, options, out_dir, config, wants_progress = message
+        _, image, options, out_dir, config, wants_progress, cpu_threads = message
+        cv2.setNumThreads(cpu_threads)
         progress = (lambda f, stage: conn.send(("progress", f, stage))) if wants_progress else None
         try:
             result = run(image, options, out_dir=out_dir, config=config, progress=progress)
