@@ -18,6 +18,7 @@ Protocol, one job at a time per child::
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import queue
@@ -214,6 +215,10 @@ def serve(conn: Connection) -> None:
             return
         if message[0] == "warm":
             warm_up(message[1])
+            # Models, graphs and caches live as long as the process: the collector need never
+            # look at them again, so each collection below costs 0.5 ms rather than 100.
+            gc.collect()
+            gc.freeze()
             continue
         _, image, options, out_dir, config, wants_progress, cpu_threads = message
         cv2.setNumThreads(cpu_threads)
@@ -227,6 +232,10 @@ def serve(conn: Connection) -> None:
             conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         else:
             conn.send(("done", result))
+        # Meshes hold reference cycles, and the collector's own schedule (it counts objects,
+        # not bytes) let a worker grow by 0.7 MB a photo; collecting after each job, once the
+        # answer is sent, keeps it flat (measured: 453 MB after 200 photos).
+        gc.collect()
 
 
 def warm_up(config: Config) -> None:
