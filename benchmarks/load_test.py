@@ -56,6 +56,18 @@ class Run:
     def throughput(self) -> float:
         return self.ok / self.wall_s if self.wall_s else 0.0
 
+    def joined(self, other: "Run") -> "Run":
+        """Both runs as one (their walls add: they ran one after the other)."""
+        errors = dict(self.errors)
+        for key, count in other.errors.items():
+            errors[key] = errors.get(key, 0) + count
+        return Run(
+            self.latencies_s + other.latencies_s,
+            self.overheads_ms + other.overheads_ms,
+            errors,
+            self.wall_s + other.wall_s,
+        )
+
 
 def percentile(values: list[float], q: float) -> float:
     if not values:
@@ -138,6 +150,11 @@ def cpu_per_upload_ms(before: dict[str, float], after: dict[str, float], run: "R
     """Where the machine's CPU went, per successful upload."""
     count = max(1, run.ok)
     return {key: round((after[key] - before[key]) * 1000 / count, 1) for key in before}
+
+
+def mean_cpu(a: dict[str, float], a_count: int, b: dict[str, float], b_count: int) -> dict[str, float]:
+    total = max(1, a_count + b_count)
+    return {key: round((a[key] * a_count + b[key] * b_count) / total, 1) for key in a}
 
 
 class HealthPoller(threading.Thread):
@@ -262,9 +279,12 @@ def main(argv: list[str] | None = None) -> int:
                     health_once(http)
                 idle_health = [health_once(http) for _ in range(args.health_samples)]
 
-            print(f"one client: {args.single} uploads", flush=True)
+            # The one-client baseline is taken half before and half after the concurrent run,
+            # so that a machine whose speed drifts (a shared VM does) favours neither side.
+            first_half = (args.single + 1) // 2
+            print(f"one client: {first_half} uploads", flush=True)
             before = cpu_seconds(pid)
-            single = uploads(url, photo, args.single, 1)
+            single = uploads(url, photo, first_half, 1)
             single_cpu = cpu_per_upload_ms(before, cpu_seconds(pid), single)
 
             print(f"{args.concurrency} clients: {args.requests} uploads", flush=True)
@@ -275,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
             loaded_cpu = cpu_per_upload_ms(before, cpu_seconds(pid), loaded)
             poller.stop.set()
             poller.join()
+
+            print(f"one client again: {args.single - first_half} uploads", flush=True)
+            before = cpu_seconds(pid)
+            second = uploads(url, photo, args.single - first_half, 1)
+            single_cpu = mean_cpu(single_cpu, single.ok, cpu_per_upload_ms(before, cpu_seconds(pid), second), second.ok)
+            single = single.joined(second)
         finally:
             rss.stop.set()
             rss.join()
