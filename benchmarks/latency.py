@@ -155,6 +155,15 @@ class ProcessWatch:
         return 100.0 * self.cpu_s / self.wall_s if self.wall_s else 0.0
 
 
+def wait_until_quiet(watch_pid: int, percent: float = 10.0, timeout_s: float = 60.0) -> None:
+    """Until the server and its workers use under ``percent`` of a core for a second: the
+    workers warm up on a bundled photo right after start, which is not idle use."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if idle_usage(watch_pid, 1.0)["cpu_percent"] < percent:
+            return
+
+
 def idle_usage(watch_pid: int, seconds: float) -> dict:
     with ProcessWatch(watch_pid, interval_s=0.1) as watch:
         time.sleep(seconds)
@@ -252,7 +261,8 @@ def measure_http(url: str, pid: int | None, settings: Settings, log=print) -> di
     resources: dict = {"measured": pid is not None}
     with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
         if pid is not None:
-            log(f"idle {settings.idle_s:.0f} s (fresh server)")
+            log(f"idle {settings.idle_s:.0f} s (fresh server, once its workers have warmed up)")
+            wait_until_quiet(pid)
             resources["idle_fresh"] = idle_usage(pid, settings.idle_s)
         log(f"GET /health x {settings.health_runs}")
         health = measure_health(client, url, settings.health_runs)
@@ -493,7 +503,7 @@ def markdown(result: dict, pipeline_result: dict | None) -> str:
         out += _table(
             ["measure", "value"],
             [
-                ["RSS idle, fresh (before any request)", f"{fresh['rss_mb']:.0f} MB"],
+                ["RSS idle, fresh (workers warmed up, before any request)", f"{fresh['rss_mb']:.0f} MB"],
                 ["RSS idle, warm (after the requests)", f"{warm['rss_mb']:.0f} MB"],
                 ["RSS peak during the 1024² requests", f"{busy['rss_peak_mb']:.0f} MB"],
                 ["CPU idle (fresh / warm)",
