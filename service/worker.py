@@ -22,6 +22,7 @@ import gc
 import logging
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -253,6 +254,9 @@ def warm_up(config: Config) -> None:
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Ctrl+C reaches the whole process group; the server decides when we stop, by closing
+    # the pipe, so a worker must not die mid-job (or print a traceback) on its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         os.nice(WORKER_NICE)
     conn = Connection(int(argv[1]))
@@ -262,6 +266,10 @@ def main(argv: list[str]) -> None:
         pass  # the parent went away mid-job: nobody is left to answer
     finally:
         conn.close()
+        logging.shutdown()
+    # Skip interpreter teardown: there is nothing left to save, and manifold3d's bindings
+    # print a page of "nanobind: leaked ..." warnings during it.
+    os._exit(0)
 
 
 if __name__ == "__main__":
