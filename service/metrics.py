@@ -12,6 +12,7 @@ from pipeline import STAGES
 if TYPE_CHECKING:
     from service.jobs import JobPool
     from service.storage import ResultStore
+    from service.worker import WorkerProcesses
 
 # HTTP latencies span 1 ms (/health) to tens of seconds (an upload waiting in a full queue).
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -61,14 +62,23 @@ class Metrics:
         self.results_bytes = Gauge(
             "toonforge_results_bytes", "Disk bytes used by finished results.", registry=r
         )
+        self.workers_alive = Gauge(
+            "toonforge_worker_processes", "Pipeline worker processes alive now.", registry=r
+        )
+        self.worker_restarts = Gauge(
+            "toonforge_worker_restarts", "Worker processes replaced after dying, since start.", registry=r
+        )
         Info("toonforge_build", "Toonforge version.", registry=r).info({"version": version})
 
-    def bind(self, jobs: "JobPool", store: "ResultStore") -> None:
-        """Read the pool and store gauges at scrape time, so they are never stale."""
+    def bind(self, jobs: "JobPool", store: "ResultStore", processes: "WorkerProcesses | None" = None) -> None:
+        """Read the pool, store and worker gauges at scrape time, so they are never stale."""
         self.queue_depth.set_function(lambda: jobs.waiting)
         self.jobs_running.set_function(lambda: jobs.running)
         self.results_stored.set_function(lambda: store.count)
         self.results_bytes.set_function(lambda: store.total_bytes)
+        if processes is not None:
+            self.workers_alive.set_function(lambda: len(processes.pids))
+            self.worker_restarts.set_function(lambda: processes.restarts)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -49,7 +49,7 @@ class Runtime:
         self.processes = WorkerProcesses(config.workers, config) if config.worker_processes else None
         self.store = ResultStore(config.data_dir / "results", config.result_ttl_s, config.max_disk_bytes)
         self.metrics = Metrics(version)
-        self.metrics.bind(self.jobs, self.store)
+        self.metrics.bind(self.jobs, self.store, self.processes)
 
     # -- the Gradio Blocks built on this runtime --------------------------------------------
     def attach(self, demo: Any) -> None:

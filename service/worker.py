@@ -143,6 +143,7 @@ class WorkerProcesses:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        self.restarts = 0  # children replaced after dying, for /metrics
 
     def start(self) -> None:
         """Start every child now, so that they import the pipeline while the server starts."""
@@ -203,6 +204,7 @@ class WorkerProcesses:
         if dead in self._all:
             self._all.remove(dead)
         log.warning("replacing worker process %d", dead.pid)
+        self.restarts += 1
         return self._spawn_locked()
 
 

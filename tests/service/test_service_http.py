@@ -265,6 +265,7 @@ def test_metrics_count_what_happened(client, photo_bytes):
     before = metric_samples(client)
     upload(client, b"", name="empty.jpg")
     upload(client, photo_bytes, template="nope")
+    assert upload(client, photo_bytes).status_code == 200
     client.get("/health")
     after = metric_samples(client)
 
@@ -277,7 +278,11 @@ def test_metrics_count_what_happened(client, photo_bytes):
     assert delta("toonforge_http_requests_total", route="/health", method="GET", status="200") == 1
     assert delta("toonforge_errors_total", code="not_an_image", interface="http") == 1
     assert delta("toonforge_errors_total", code="unknown_template", interface="http") == 1
-    assert after[("toonforge_stage_duration_seconds_count", (("stage", "total"),))] >= 1
+    assert delta("toonforge_stage_duration_seconds_count", stage="total") == 1
+    assert delta("toonforge_jobs_total", interface="http", outcome="ok") == 1
     assert after[("toonforge_http_request_duration_seconds_count", (("route", "/api/upload"),))] >= 2
     assert ("toonforge_http_requests_in_flight", ()) in after  # the /metrics call itself is in flight
     assert after[("toonforge_queue_depth", ())] == 0
+    # The client's lifespan started the workers; none has died.
+    assert after[("toonforge_worker_processes", ())] == 2
+    assert after[("toonforge_worker_restarts", ())] == 0

@@ -81,6 +81,7 @@ def test_a_killed_child_fails_its_job_and_is_replaced(photo_bytes, tmp_path):
             single.run(photo_bytes, Options(), tmp_path / "a", kill_when_started)
         result = single.run(photo_bytes, Options(), tmp_path / "b")
         assert result.stl_path.exists() and single.pids != [victim] and len(single.pids) == 1
+        assert single.restarts == 1
     finally:
         single.close()
     assert single.pids == []
