@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from PIL import Image
 
 from pipeline.config import Config
 from pipeline.errors import OptionError
@@ -66,7 +67,6 @@ class FaceSummary:
 @dataclass
 class FigurineResult:
     out_dir: Path
-    stylized: np.ndarray
     glb_path: Path
     stl_path: Path
     preview_path: Path
@@ -79,6 +79,20 @@ class FigurineResult:
     face: FaceSummary
     quality: QualityReport
     timings_ms: dict[str, float] = field(default_factory=dict)
+    _stylized: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def stylized(self) -> np.ndarray:
+        """The cartoon image (RGB uint8); read back from ``stylized_path`` after pickling."""
+        if self._stylized is None:
+            with Image.open(self.stylized_path) as image:
+                self._stylized = np.asarray(image.convert("RGB"))
+        return self._stylized
+
+    def __getstate__(self) -> dict:
+        # Results cross from worker processes to the server, which never needs the pixels:
+        # the image is on disk already, and shipping it cost 5 ms per 1024 px photo.
+        return {**self.__dict__, "_stylized": None}
 
     def report(self) -> dict:
         """The content of ``report.json``."""
@@ -211,7 +225,6 @@ def _run_stages(
 
     result = FigurineResult(
         out_dir=out_dir,
-        stylized=styled.image,
         glb_path=files.glb_path,
         stl_path=files.stl_path,
         preview_path=files.preview_path,
@@ -230,6 +243,7 @@ def _run_stages(
         ),
         quality=fusion.quality,
         timings_ms=clock.timings,
+        _stylized=styled.image,
     )
     write_report(result.report(), out_dir)
     return result

@@ -112,3 +112,16 @@ def test_failed_run_leaves_no_folder_behind(no_face, session_config):
 def test_no_photo_is_a_user_error(session_config):
     with pytest.raises(errors.NotAnImageError, match="No photo"):
         run(None, Options(), config=session_config)  # type: ignore[arg-type]
+
+
+def test_a_pickled_result_leaves_the_pixels_on_disk(astronaut, session_config, tmp_path):
+    """Worker processes pickle results to the server; the image travels as its file."""
+    import pickle
+
+    result = run(astronaut, Options(), out_dir=tmp_path, config=session_config)
+    in_memory = result.stylized.copy()
+    data = pickle.dumps(result)
+    assert len(data) < in_memory.nbytes / 10
+    again = pickle.loads(data)
+    assert again.stl_path == result.stl_path and again.timings_ms == result.timings_ms
+    assert np.array_equal(again.stylized, in_memory)  # PNG is lossless
