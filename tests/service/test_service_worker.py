@@ -9,6 +9,7 @@ import threading
 from dataclasses import replace
 from typing import Iterator
 
+import numpy as np
 import psutil
 import pytest
 import trimesh
@@ -115,13 +116,15 @@ def test_a_closed_pool_refuses_work(tmp_path):
 
 
 def test_a_worker_does_not_grow_from_photo_to_photo(pool, photo_bytes, tmp_path):
-    """Without a collection after each job a worker grew by about 1 MB a photo here."""
+    """Without a collection after each job a worker grew by 0.7 to 1.2 MB a photo here. The
+    trend over 30 photos is fitted, so that one allocator hiccup does not decide."""
     with pool.lend() as worker:
         process = psutil.Process(worker.pid)
         for i in range(8):  # let caches and allocator pools settle
             worker.run(photo_bytes, Options(), tmp_path / f"w{i}", pool.config, None)
-        settled = process.memory_info().rss
+        rss_mb = []
         for i in range(30):
             worker.run(photo_bytes, Options(), tmp_path / f"{i}", pool.config, None)
-        grown_mb = (process.memory_info().rss - settled) / 2**20
-    assert grown_mb < 12, f"worker grew by {grown_mb:.1f} MB over 30 photos"
+            rss_mb.append(process.memory_info().rss / 2**20)
+    slope = np.polyfit(np.arange(len(rss_mb)), rss_mb, 1)[0]
+    assert slope < 0.3, f"worker grows by {slope:.2f} MB a photo: {[round(x) for x in rss_mb]}"
