@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -42,21 +42,18 @@ class PreviewRenderer:
 
     def render(self, parts: Sequence[FigurinePart], yaw_deg: float = 0.0) -> np.ndarray:
         """RGB uint8 image of the parts seen from the front, turned by ``yaw_deg``."""
-        return self.submit(parts, yaw_deg).result()
-
-    def submit(self, parts: Sequence[FigurinePart], yaw_deg: float = 0.0) -> "Future[np.ndarray]":
-        """Queue a render; the result arrives on the returned future."""
-        return self._thread.submit(self._render, list(parts), yaw_deg)
+        return self._thread.submit(self._render, list(parts), yaw_deg).result()
 
     def turntable(self, parts: Sequence[FigurinePart], frames: int) -> list[np.ndarray]:
         return [self.render(parts, 360.0 * i / frames) for i in range(frames)]
 
     def _render(self, parts: list[FigurinePart], yaw_deg: float) -> np.ndarray:
-        if os.environ.get("DISPLAY") is None:
-            os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-        # Mesa's CPU rasterizer: drawing on this thread rather than handing tiles to
-        # helper threads took a preview from 68 to 53 ms of CPU here, at the same wall time.
-        os.environ.setdefault("LP_NUM_THREADS", "0")
+        if self._gl is None:
+            if os.environ.get("DISPLAY") is None:
+                os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+            # Mesa's CPU rasterizer: drawing on this thread rather than handing tiles to
+            # helper threads took a preview from 68 to 53 ms of CPU here, same wall time.
+            os.environ.setdefault("LP_NUM_THREADS", "0")
         import pyrender  # imported here: it binds an OpenGL platform on import
 
         if self._gl is None:

@@ -41,6 +41,7 @@ from pipeline.errors import ToonforgeError
 from pipeline.runner import FigurineResult, Options, run
 from pipeline.stylize import ProgressFn
 from pipeline.validate import ImageInput
+from service.jobs import WORKER_NICE
 
 log = logging.getLogger("toonforge.worker")
 
@@ -48,8 +49,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # A child runs the whole pipeline on this photo once at start, so that no user pays for
 # loading MediaPipe's graphs, the EGL context and the body meshes.
 WARM_UP_PHOTO = ROOT / "assets" / "examples" / "astronaut.jpg"
-# Same reasoning as the job threads' nice value: the event loop must win the CPU.
-WORKER_NICE = 10
 STOP_TIMEOUT_S = 5.0
 
 
