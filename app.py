@@ -57,6 +57,11 @@ def _quality_markdown(result: FigurineResult) -> str:
     return "\n".join(lines)
 
 
+def _options(template: str, style: str, backend: str, seed: float | None, height_mm: float) -> Options:
+    """The UI's widget values as pipeline options (an empty seed box means 0)."""
+    return Options(template, style, backend, int(seed or 0), height_mm)
+
+
 def _session_key(request: gr.Request | None) -> str | None:
     """Owner tag for a browser session's results, so that closing the tab deletes them."""
     return request.session_hash if request and request.session_hash else None
@@ -87,14 +92,18 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
     ]
     styles = list(get_stylizer(config.default_backend, config).styles)
 
+    def failed(exc: ToonforgeError) -> gr.Error:
+        runtime.metrics.count_error(exc.code, "ui")
+        return user_error(exc)
+
     def check_inputs(photo, template, style, backend, seed, height_mm):
         """Fail fast, before the queue: missing photo or bad options."""
         if not photo:
             raise gr.Error("Upload a photo or take one with the webcam first.", title="No photo")
         try:
-            resolve_options(Options(template, style, backend, int(seed or 0), height_mm), config)
+            resolve_options(_options(template, style, backend, seed, height_mm), config)
         except ToonforgeError as exc:
-            raise user_error(exc) from exc
+            raise failed(exc) from exc
 
     def generate(
         photo: str,
@@ -107,7 +116,7 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
         progress: gr.Progress = gr.Progress(),
     ):
         """Photo -> cartoon, 3D figurine (GLB, STL), preview, timings and quality."""
-        options = Options(template, style, backend, int(seed or 0), height_mm)
+        options = _options(template, style, backend, seed, height_mm)
         try:
             # The same pool, queue bound and result store as the HTTP API.
             result = runtime.generate_sync(
@@ -118,8 +127,7 @@ def build_demo(config: Config | None = None, runtime: Runtime | None = None) -> 
                 progress=lambda fraction, stage: progress(fraction, desc=stage),
             ).result
         except ToonforgeError as exc:
-            runtime.metrics.count_error(exc.code, "ui")
-            raise user_error(exc) from exc
+            raise failed(exc) from exc
         frame = _timings_frame(result)
         return {
             stylized: str(result.stylized_path),

@@ -243,15 +243,20 @@ def _read_chunks(handle: BinaryIO) -> Iterator[bytes]:
 
 def error_response(request: Request, exc: ToonforgeError) -> JSONResponse:
     """The single place where a Toonforge error becomes an HTTP response."""
+    retry = retry_after_s(exc)
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    return _error_json(request, exc.code, exc.detail, http_status(exc), headers)
+
+
+def _error_json(
+    request: Request, code: str, detail: str, status: int, headers: dict[str, str] | None
+) -> JSONResponse:
+    """Log, count and answer an error (Toonforge's own or the framework's)."""
     info = request.scope.get(SCOPE_KEY)
     if info is not None:
-        info.error = exc.code
-    request.app.state.runtime.metrics.count_error(exc.code, "http")
-    headers = {}
-    retry = retry_after_s(exc)
-    if retry is not None:
-        headers["Retry-After"] = str(retry)
-    return JSONResponse(error_body(exc.code, exc.detail), status_code=http_status(exc), headers=headers)
+        info.error = code
+    request.app.state.runtime.metrics.count_error(code, "http")
+    return JSONResponse(error_body(code, detail), status_code=status, headers=headers)
 
 
 def create_app(
@@ -308,9 +313,7 @@ def create_app(
         if exc.status_code == 404:
             return error_response(request, NotFoundError("No such endpoint. See /api/docs."))
         code = {405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
-        runtime.metrics.count_error(code, "http")
-        request_info(request).error = code
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        return _error_json(request, code, str(exc.detail), exc.status_code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

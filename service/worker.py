@@ -259,7 +259,9 @@ def main(argv: list[str]) -> None:
     # the pipe, so a worker must not die mid-job (or print a traceback) on its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
-        os.nice(WORKER_NICE)
+        # Absolute, not relative: a child started from a reniced job thread inherits its value.
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, 0, max(current, WORKER_NICE))
     conn = Connection(int(argv[1]))
     try:
         serve(conn)
