@@ -29,10 +29,6 @@ class FusionResult:
     quality: QualityReport
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def bounds(self) -> np.ndarray:
-        return self.solid.bounds
-
 
 def start_manifold_single_threaded() -> None:
     """Start Manifold's TBB scheduler with one thread. TBB sizes its pool from the CPU
@@ -100,7 +96,9 @@ def fuse_template(
     timings["body"] = (time.perf_counter() - start) * 1000
 
     start = time.perf_counter()
-    head_solids = [to_manifold(p.mesh) for p in parts if p.name in ("head", "hair")]
+    head_solids = [to_manifold(head_mesh)]
+    if head.hair_style != "bald":
+        head_solids.append(to_manifold(hair_mesh))
     solid = union_solid([_body_solid(template.name), *head_solids])
     timings["union"] = (time.perf_counter() - start) * 1000
 

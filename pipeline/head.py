@@ -16,7 +16,6 @@ from functools import cache
 import cv2
 import numpy as np
 import trimesh
-from matplotlib.path import Path as PolygonPath
 from PIL import Image
 from scipy.spatial import Delaunay
 
@@ -106,6 +105,8 @@ class _FaceField:
     """
 
     def __init__(self, frontal: np.ndarray, image_xy: np.ndarray, outline: np.ndarray) -> None:
+        from matplotlib.path import Path as PolygonPath  # 0.1 s to import; only heads need it
+
         self._outline = PolygonPath(outline)
         # The 10 iris points sit almost on top of eye points; their sliver triangles send
         # scipy's simplex search into its brute-force fallback, so leave them out.
@@ -279,6 +280,8 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
 
     front = unit[:, 2] > 0.0
     xy = verts[front, :2]
+    from matplotlib.path import Path as PolygonPath
+
     inside = PolygonPath(oval_xy).contains_points(xy)
     weight = np.zeros(len(xy))
     weight[inside] = _smoothstep(_distance_to_polygon(xy[inside], oval_xy) / BLEND_BAND)

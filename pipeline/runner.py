@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline.config import Config
 from pipeline.errors import OptionError
-from pipeline.export import export_figurine, write_report
+from pipeline.export import REPORT_NAME, export_figurine, write_report
 from pipeline.fusion import fuse_template, start_manifold_single_threaded
 from pipeline.landmarks import FaceAnalysis, detect_landmarks
 from pipeline.quality import QualityReport
@@ -229,7 +229,7 @@ def _run_stages(
         stl_path=files.stl_path,
         preview_path=files.preview_path,
         stylized_path=files.stylized_path,
-        report_path=out_dir / "report.json",
+        report_path=out_dir / REPORT_NAME,
         template=fusion.template,
         style=options.style,
         backend=styled.backend,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.errors import BackendUnavailableError
@@ -21,12 +20,11 @@ from pipeline.errors import BackendUnavailableError
 
 def _download_model(config: Config) -> str:
     """Fetch the SDXL pipeline; returns where it is. Raises BackendUnavailableError."""
-    from pipeline.stylize.diffusion import check_model, describe_error, split_hub_ref
+    from pipeline.stylize.diffusion import check_model, describe_error
 
     ref = config.diffusion_model
-    local = Path(ref).expanduser()
-    if local.exists() or split_hub_ref(ref) is None:
-        source = check_model(ref)  # a local folder: nothing to download, just validate it
+    source = check_model(ref)
+    if not source.repo_id:  # a local folder (or none): nothing to download, just validate it
         if source.problem:
             raise BackendUnavailableError(source.problem)
         return f"local folder {source.local_dir}"
