@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -50,7 +49,9 @@ for path in (ROOT, HERE):  # run as a script: the repository's packages and pipe
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
+from pipeline import STAGES  # noqa: E402
 from pipeline_latency import (  # noqa: E402
+    DEFAULT_SIZES,
     astronaut_at,
     format_table,
     jpeg_bytes,
@@ -59,11 +60,10 @@ from pipeline_latency import (  # noqa: E402
     machine_line,
     summarize,
 )
-from service.launch import launched_app  # noqa: E402
+from service.launch import launched_app, scratch_env  # noqa: E402
 
-SIZES = (512, 768, 1024)
-TEMPLATES = ("default", "superhero", "casual")
-STAGES = ("validate", "landmarks", "stylize", "fusion", "export")
+SIZES = DEFAULT_SIZES
+TEMPLATES = ("default", "superhero", "casual")  # the UI's order, not alphabetical
 # The seed's placeholder baseline, shown beside every measured figure it has a counterpart for.
 SEED = {
     "end_to_end_ms": {"512": 1198.0, "768": 1548.0, "1024": 2087.0},
@@ -575,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             http = measure_http(args.url.rstrip("/"), args.server_pid, settings, log)
         else:
             log("starting app.py")
-            env = {**os.environ, "TOONFORGE_DATA_DIR": str(scratch / "data")}
+            env = scratch_env(scratch)  # not the caller's TOONFORGE_* settings
             with launched_app(env=env, log_path=scratch / "app.log", timeout_s=args.startup_timeout) as app:
                 log(f"app.py is up at {app.url} (pid {app.pid})")
                 http = measure_http(app.url, app.pid, settings, log)

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's packages
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from service.launch import LaunchedApp, app_env, launched_app  # noqa: E402
+from service.launch import LaunchedApp, launched_app, scratch_env  # noqa: E402
 
 PHOTO = ROOT / "assets" / "examples" / "astronaut.jpg"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -79,12 +79,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def start_server(stack: contextlib.ExitStack, workdir: Path) -> LaunchedApp:
     """``app.py`` with its data, Gradio temp dir and log in ``workdir``; stopped when ``stack`` closes."""
-    env = app_env(
-        TOONFORGE_DATA_DIR=str(workdir / "data"),
-        GRADIO_TEMP_DIR=str(workdir / "gradio"),
-        GRADIO_ANALYTICS_ENABLED="False",
-        PYOPENGL_PLATFORM=os.environ.get("PYOPENGL_PLATFORM", "egl"),
-    )
+    env = scratch_env(workdir)
     try:
         return stack.enter_context(
             launched_app(env=env, log_path=workdir / "server.log", timeout_s=STARTUP_TIMEOUT_S)
@@ -119,9 +114,14 @@ class RssSampler(threading.Thread):
             return
         try:
             procs = [self.process, *self.process.children(recursive=True)]
-            self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
-        except psutil.NoSuchProcess:
+        except psutil.NoSuchProcess:  # the server itself is gone
             self.stop.set()
+            return
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):  # a worker replaced meanwhile
+                total += proc.memory_info().rss
+        self.peak = max(self.peak, total)
 
     def run(self) -> None:
         while not self.stop.is_set():

@@ -1,6 +1,6 @@
 """Start ``python app.py`` in a subprocess for tests, benchmarks and tools, and stop it again.
 
-    with launched_app(env=app_env(TOONFORGE_DATA_DIR=str(tmp / "data")), log_path=tmp / "app.log") as app:
+    with launched_app(env=scratch_env(tmp), log_path=tmp / "app.log") as app:
         httpx.get(f"{app.url}/health")
 
 Standard library only, so that scripts can import it before anything heavy.
@@ -55,6 +55,18 @@ def app_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOONFORGE_")}
     env.update(overrides)
     return env
+
+
+def scratch_env(workdir: Path, **overrides: str) -> dict[str, str]:
+    """:func:`app_env` for a throwaway app: its results and Gradio's files under ``workdir``,
+    no analytics, headless rendering unless the caller chose otherwise."""
+    return app_env(
+        TOONFORGE_DATA_DIR=str(workdir / "data"),
+        GRADIO_TEMP_DIR=str(workdir / "gradio"),
+        GRADIO_ANALYTICS_ENABLED="False",
+        PYOPENGL_PLATFORM=os.environ.get("PYOPENGL_PLATFORM", "egl"),
+        **overrides,
+    )
 
 
 @contextlib.contextmanager

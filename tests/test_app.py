@@ -1,21 +1,14 @@
 """The Gradio UI, driven through its public API with gradio_client."""
 
-import socket
-
 import pytest
 import trimesh
 from gradio_client import Client, handle_file
 
+from service.launch import free_port
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "assets" / "examples" / "astronaut_closeup.jpg"
 NO_FACE = ROOT / "assets" / "examples" / "cat_no_face.jpg"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +20,7 @@ def client(tmp_path_factory):
 
     config = replace(Config.from_env(), data_dir=tmp_path_factory.mktemp("ui-data"))
     demo = app.build_demo(config)
-    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True)
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True)
     try:
         yield Client(demo.local_url, verbose=False)
     finally:

@@ -41,7 +41,7 @@ from pipeline.render import BACKGROUND, get_renderer  # noqa: E402
 from pipeline.stylize import get_stylizer  # noqa: E402
 from pipeline.templates import load_template, template_names  # noqa: E402
 from pipeline.validate import validate_image  # noqa: E402
-from service.launch import app_env, launched_app  # noqa: E402
+from service.launch import launched_app, scratch_env  # noqa: E402
 
 MEDIA = ROOT / "docs" / "media"
 THUMBS = ROOT / "assets" / "templates"
@@ -156,11 +156,7 @@ def make_turntable(parts: list[FigurinePart]) -> None:
 def running_app() -> Iterator[str]:
     """``python app.py`` with throw-away data dirs; yields its URL once the UI page answers."""
     work = Path(tempfile.mkdtemp(prefix="toonforge-media-"))
-    env = app_env(
-        TOONFORGE_DATA_DIR=str(work / "data"),
-        GRADIO_TEMP_DIR=str(work / "gradio"),
-        GRADIO_ANALYTICS_ENABLED="False",
-    )
+    env = scratch_env(work)
     try:
         with launched_app(env=env, log_path=work / "app.log", health_path="/") as app:
             yield f"{app.url}/"

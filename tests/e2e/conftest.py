@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from service.launch import app_env, launched_app
+from service.launch import launched_app, scratch_env
 
 from .e2e_ui import ARTIFACTS, CHROMIUM_ARGS, STARTUP_TIMEOUT_S, AppPage
 
@@ -41,12 +41,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
     """URL of a freshly started ``python app.py``; stopped after the last browser test."""
     work = tmp_path_factory.mktemp("app")
     # Only this test's settings: no TOONFORGE_* from the caller's shell (backend, height...).
-    env = app_env(
-        TOONFORGE_DATA_DIR=str(work / "data"),
-        GRADIO_TEMP_DIR=str(work / "gradio"),
-        GRADIO_ANALYTICS_ENABLED="False",
-        PYOPENGL_PLATFORM=os.environ.get("PYOPENGL_PLATFORM", "egl"),
-    )
+    env = scratch_env(work)
     log_path = artifacts / "app.log"
     try:
         # The UI page itself, not just /health: the browser tests need Gradio mounted.

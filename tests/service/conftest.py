@@ -5,7 +5,6 @@ and the Gradio client matter. Malformed uploads are built here, in code."""
 from __future__ import annotations
 
 import io
-import socket
 import struct
 import threading
 import time
@@ -22,6 +21,7 @@ from PIL import Image
 
 from pipeline.config import Config
 from service.http import create_app
+from service.launch import free_port
 from service.runtime import Runtime
 from tests.conftest import ROOT, encode
 
@@ -53,12 +53,6 @@ def client(service_config: Config, runtime: Runtime) -> Iterator[TestClient]:
     app = create_app(service_config, runtime=runtime, purge_interval_s=0.2)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
