@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+import contextlib
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Iterator
@@ -153,21 +153,29 @@ class WorkerProcesses:
             for _ in range(self.size):
                 self._free.put(self._spawn_locked())
 
-    @contextmanager
+    @contextlib.contextmanager
     def lend(self) -> Iterator[WorkerProcess]:
         if self._closed:
             raise WorkerCrashedError("the worker processes are shut down")
         self.start()
         worker = self._free.get()
         try:
-            if not worker.alive:
-                with self._lock:
-                    if self._closed:
-                        raise WorkerCrashedError("the worker processes are shut down")
-                    worker = self._replace_locked(worker)
+            worker = self._alive_or_replaced(worker)
             yield worker
         finally:
+            # A child that died on this job is replaced now, so that it warms up while idle
+            # rather than in front of the next request.
+            with contextlib.suppress(WorkerCrashedError):
+                worker = self._alive_or_replaced(worker)
             self._free.put(worker)
+
+    def _alive_or_replaced(self, worker: WorkerProcess) -> WorkerProcess:
+        if worker.alive:
+            return worker
+        with self._lock:
+            if self._closed:
+                raise WorkerCrashedError("the worker processes are shut down")
+            return self._replace_locked(worker)
 
     def run(
         self,
