@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: make `pipeline` and `tests` importable
+if str(ROOT) not in sys.path:  # run as a script: the repository's packages
     sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Config  # noqa: E402
 from pipeline.stylize.diffusion import DiffusionStylizer  # noqa: E402
-from tests.tiny_sdxl import (  # noqa: E402
+from toonforge_testing.tiny_sdxl import (  # noqa: E402
     SCHEDULER_CONFIG,
     TINY_ARCH,
     build_sdxl_img2img,

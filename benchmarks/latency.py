@@ -60,7 +60,7 @@ from pipeline_latency import (  # noqa: E402
     machine_line,
     summarize,
 )
-from service.launch import launched_app, scratch_env  # noqa: E402
+from toonforge_testing.launch import launched_app, scratch_env  # noqa: E402
 
 SIZES = DEFAULT_SIZES
 TEMPLATES = ("default", "superhero", "casual")  # the UI's order, not alphabetical

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's packages
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from service.launch import LaunchedApp, launched_app, scratch_env  # noqa: E402
+from toonforge_testing.launch import LaunchedApp, launched_app, scratch_env  # noqa: E402
 
 PHOTO = ROOT / "assets" / "examples" / "astronaut.jpg"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 from pipeline.body import FigurinePart, transformed
 from pipeline.fusion import FusionResult
 from pipeline.render import get_renderer
+from pipeline.timing import timed
 
 GLB_NAME = "figurine.glb"
 STL_NAME = "figurine.stl"
@@ -77,30 +77,24 @@ def export_figurine(
     """Write the GLB, STL, stylized image and preview render into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    start = time.perf_counter()
+    with timed(timings, "files"):
+        with timed(timings, "glb"):
+            glb_path = out_dir / GLB_NAME
+            figure_scene(fusion.parts, height_mm / 1000.0).export(glb_path, file_type="glb")
 
-    t = time.perf_counter()
-    glb_path = out_dir / GLB_NAME
-    figure_scene(fusion.parts, height_mm / 1000.0).export(glb_path, file_type="glb")
-    timings["glb"] = (time.perf_counter() - t) * 1000
+        with timed(timings, "stl"):
+            stl_path = out_dir / STL_NAME
+            printable_solid(fusion.solid, height_mm).export(stl_path, file_type="stl")
 
-    t = time.perf_counter()
-    stl_path = out_dir / STL_NAME
-    printable_solid(fusion.solid, height_mm).export(stl_path, file_type="stl")
-    timings["stl"] = (time.perf_counter() - t) * 1000
+        with timed(timings, "stylized_png"):
+            stylized_path = out_dir / STYLIZED_NAME
+            Image.fromarray(stylized).save(stylized_path, compress_level=1)
 
-    t = time.perf_counter()
-    stylized_path = out_dir / STYLIZED_NAME
-    Image.fromarray(stylized).save(stylized_path, compress_level=1)
-    timings["stylized_png"] = (time.perf_counter() - t) * 1000
-
-    t = time.perf_counter()
-    preview_path = out_dir / PREVIEW_NAME
-    # Rendered here, not alongside fusion on the render thread: overlapping them saved no
-    # wall time (both need the GIL for pyrender's Python side) and cost 15% more CPU.
-    Image.fromarray(get_renderer().render(fusion.parts)).save(preview_path, compress_level=1)
-    timings["preview"] = (time.perf_counter() - t) * 1000
-    timings["files"] = (time.perf_counter() - start) * 1000
+        with timed(timings, "preview"):
+            preview_path = out_dir / PREVIEW_NAME
+            # Rendered here, not alongside fusion on the render thread: overlapping them saved no
+            # wall time (both need the GIL for pyrender's Python side) and cost 15% more CPU.
+            Image.fromarray(get_renderer().render(fusion.parts)).save(preview_path, compress_level=1)
     return ExportResult(
         glb_path=glb_path,
         stl_path=stl_path,

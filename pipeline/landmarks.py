@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from pipeline.config import Config
 from pipeline.errors import FaceTooSmallError, NoFaceError
+from pipeline.timing import timed
 
 # Landmark indices in MediaPipe's canonical face mesh.
 RIGHT_EYE_OUTER = 33  # the subject's right eye, image left
@@ -117,13 +117,11 @@ def detect_landmarks(image: np.ndarray, config: Config) -> FaceAnalysis:
     timings: dict[str, float] = {}
     rgb = np.ascontiguousarray(image)
 
-    start = time.perf_counter()
-    detections = graphs.detector.process(rgb).detections or []
-    timings["detection"] = (time.perf_counter() - start) * 1000
+    with timed(timings, "detection"):
+        detections = graphs.detector.process(rgb).detections or []
 
-    start = time.perf_counter()
-    meshes = graphs.mesh.process(rgb).multi_face_landmarks or []
-    timings["facemesh"] = (time.perf_counter() - start) * 1000
+    with timed(timings, "facemesh"):
+        meshes = graphs.mesh.process(rgb).multi_face_landmarks or []
 
     if not meshes:
         if detections:
@@ -172,9 +170,8 @@ def detect_landmarks(image: np.ndarray, config: Config) -> FaceAnalysis:
 
     pose, rotation = head_pose(points)
 
-    start = time.perf_counter()
-    mask = graphs.segmenter.process(rgb).segmentation_mask
-    timings["segmentation"] = (time.perf_counter() - start) * 1000
+    with timed(timings, "segmentation"):
+        mask = graphs.segmenter.process(rgb).segmentation_mask
     person_mask = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
 
     return FaceAnalysis(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-import time
 from contextlib import contextmanager
 from functools import cache
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pipeline.landmarks import FaceAnalysis, detect_landmarks
 from pipeline.quality import QualityReport
 from pipeline.stylize import ProgressFn, check_style, get_stylizer, require_available
 from pipeline.templates import load_template
+from pipeline.timing import timed
 from pipeline.validate import ImageInput, validate_image
 
 STAGES = ("validate", "landmarks", "stylize", "fusion", "export")
@@ -132,9 +132,8 @@ class _Clock:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.report(name, 0.0)
-        start = time.perf_counter()
-        yield
-        self.timings[name] = (time.perf_counter() - start) * 1000
+        with timed(self.timings, name):
+            yield
         self.report(name, 1.0)
 
     def report(self, stage: str, fraction: float) -> None:
@@ -175,18 +174,20 @@ def run(
     """Photo in, figurine files out. Raises a :class:`ToonforgeError` on unusable input."""
     config = config or Config.from_env()
     _single_threaded_libraries()
-    started = time.perf_counter()
-    # 1. check the options before touching the photo
-    options = resolve_options(options, config)
-    assert options.backend is not None and options.height_mm is not None
+    clock = _Clock(progress)
     made_dir = out_dir is None
-    if out_dir is None:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        out_dir = Path(tempfile.mkdtemp(prefix="run-", dir=config.data_dir))
     try:
-        return _run_stages(image, options, out_dir, config, _Clock(progress), started)
+        with timed(clock.timings, "total"):
+            # 1. check the options before touching the photo
+            options = resolve_options(options, config)
+            if out_dir is None:
+                config.data_dir.mkdir(parents=True, exist_ok=True)
+                out_dir = Path(tempfile.mkdtemp(prefix="run-", dir=config.data_dir))
+            result = _run_stages(image, options, out_dir, config, clock)
+        write_report(result.report(), out_dir)
+        return result
     except BaseException:
-        if made_dir:  # a folder we made for a run that produced nothing
+        if made_dir and out_dir is not None:  # a folder we made for a run that produced nothing
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
 
@@ -197,8 +198,8 @@ def _run_stages(
     out_dir: Path,
     config: Config,
     clock: _Clock,
-    started: float,
 ) -> FigurineResult:
+    """Stages 2-6; ``clock.timings`` is the result's ``timings_ms`` (``run`` adds the total)."""
     assert options.backend is not None and options.height_mm is not None
 
     # 2. validate
@@ -221,9 +222,8 @@ def _run_stages(
     with clock.stage("export"):
         files = export_figurine(fusion, styled.image, out_dir, options.height_mm)
     clock.add_substages("export", files.timings_ms)
-    clock.timings["total"] = (time.perf_counter() - started) * 1000
 
-    result = FigurineResult(
+    return FigurineResult(
         out_dir=out_dir,
         glb_path=files.glb_path,
         stl_path=files.stl_path,
@@ -245,5 +245,3 @@ def _run_stages(
         timings_ms=clock.timings,
         _stylized=styled.image,
     )
-    write_report(result.report(), out_dir)
-    return result

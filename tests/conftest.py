@@ -16,6 +16,7 @@ from PIL import Image
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 from pipeline.config import Config  # noqa: E402
+from toonforge_testing.tiny_sdxl import save_tiny_lora, save_tiny_sdxl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,5 +80,35 @@ def astronaut_face(astronaut: np.ndarray, session_config: Config):
     return detect_landmarks(astronaut, session_config)
 
 
-# The tiny SDXL pipeline fixtures, for every test that runs the diffusion backend offline.
-from tests.tiny_sdxl import tiny_diffusion_env, tiny_lora_path, tiny_sdxl_dir  # noqa: E402,F401
+# --------------------------------------------------------------------------- tiny SDXL
+# For every test that runs the diffusion backend offline.
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny SDXL diffusers folder (set TOONFORGE_DIFFUSION_MODEL to it)."""
+    import torch
+
+    # The tiny model's kernels take microseconds: extra threads only add OpenMP spin-waiting,
+    # which made these tests ~3x slower on a busy 2-core machine.
+    torch.set_num_threads(1)
+    return save_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_path(tiny_sdxl_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA .safetensors file for :func:`tiny_sdxl_dir` (set TOONFORGE_DIFFUSION_LORA to it)."""
+    return save_tiny_lora(tiny_sdxl_dir, tmp_path_factory.mktemp("tiny_lora"))
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion_env(tiny_sdxl_dir: Path) -> dict[str, str]:
+    """Environment that makes the diffusion backend run the tiny model fast on CPU."""
+    return {
+        "TOONFORGE_DIFFUSION_MODEL": str(tiny_sdxl_dir),
+        "TOONFORGE_DIFFUSION_STEPS": "4",
+        "TOONFORGE_DIFFUSION_STRENGTH": "0.75",
+        "TOONFORGE_DIFFUSION_FACE_STRENGTH": "0.25",
+        "TOONFORGE_DIFFUSION_SIZE": "64",
+        "TOONFORGE_DEVICE": "cpu",
+    }

@@ -4,7 +4,7 @@ import pytest
 import trimesh
 from gradio_client import Client, handle_file
 
-from service.launch import free_port
+from toonforge_testing.launch import free_port
 from tests.conftest import ROOT
 
 EXAMPLE = ROOT / "assets" / "examples" / "astronaut_closeup.jpg"

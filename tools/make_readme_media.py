@@ -41,7 +41,7 @@ from pipeline.render import BACKGROUND, get_renderer  # noqa: E402
 from pipeline.stylize import get_stylizer  # noqa: E402
 from pipeline.templates import load_template, template_names  # noqa: E402
 from pipeline.validate import validate_image  # noqa: E402
-from service.launch import launched_app, scratch_env  # noqa: E402
+from toonforge_testing.launch import launched_app, scratch_env  # noqa: E402
 
 MEDIA = ROOT / "docs" / "media"
 THUMBS = ROOT / "assets" / "templates"

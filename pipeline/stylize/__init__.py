@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from pipeline.errors import BackendUnavailableError, UnknownBackendError, UnknownStyleError
-from pipeline.stylize.base import Availability, ProgressFn, StylizeResult, Stylizer
+from pipeline.errors import BackendUnavailableError, UnknownBackendError
+from pipeline.stylize.base import Availability, ProgressFn, StylizeResult, Stylizer, check_style
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -44,14 +44,6 @@ def get_stylizer(name: str, config: "Config") -> Stylizer:
 def backend_availability(config: "Config") -> dict[str, Availability]:
     """Availability of every backend, without loading any model."""
     return {name: get_stylizer(name, config).availability() for name in BACKEND_NAMES}
-
-
-def check_style(stylizer: Stylizer, style: str) -> None:
-    if style not in stylizer.styles:
-        raise UnknownStyleError(
-            f"Unknown style {style!r} for the {stylizer.name} backend. "
-            f"Choose one of: {', '.join(stylizer.styles)}."
-        )
 
 
 def require_available(stylizer: Stylizer) -> None:

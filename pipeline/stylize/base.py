@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
+from pipeline.errors import UnknownStyleError
+
 if TYPE_CHECKING:
     from pipeline.landmarks import FaceAnalysis
 
@@ -51,3 +53,11 @@ class Stylizer(Protocol):
     ) -> StylizeResult:
         ...
 
+
+def check_style(stylizer: Stylizer, style: str) -> None:
+    """Raise :class:`UnknownStyleError` (an ``OptionError``) unless ``stylizer`` has ``style``."""
+    if style not in stylizer.styles:
+        raise UnknownStyleError(
+            f"Unknown style {style!r} for the {stylizer.name} backend. "
+            f"Choose one of: {', '.join(stylizer.styles)}."
+        )

@@ -8,7 +8,6 @@ person stays recognisable.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import cv2
@@ -16,7 +15,8 @@ import numpy as np
 
 from pipeline.face_regions import face_oval_ring, feature_groups
 from pipeline.landmarks import FaceAnalysis
-from pipeline.stylize.base import Availability, ProgressFn, StylizeResult
+from pipeline.stylize.base import Availability, ProgressFn, StylizeResult, check_style
+from pipeline.timing import timed
 
 
 @dataclass(frozen=True)
@@ -165,53 +165,51 @@ class CartoonStylizer:
         seed: int,
         progress: ProgressFn | None = None,
     ) -> StylizeResult:
+        check_style(self, style)
         look = LOOKS[style]
         rng = np.random.default_rng(seed)
         timings: dict[str, float] = {}
         h, w = image.shape[:2]
 
-        start = time.perf_counter()
-        alpha = _person_alpha(face, (h, w))[..., None]
-        backdrop = _backdrop(h, w, look)
-        timings["matte"] = (time.perf_counter() - start) * 1000
+        with timed(timings, "matte"):
+            alpha = _person_alpha(face, (h, w))[..., None]
+            backdrop = _backdrop(h, w, look)
 
-        start = time.perf_counter()
-        scale = min(1.0, PROCESS_SIDE / max(h, w))
-        small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        for _ in range(look.smooth_passes):
-            small = cv2.bilateralFilter(small, d=7, sigmaColor=40, sigmaSpace=7)
-        oval_small = np.zeros(small.shape[:2], dtype=np.uint8)
-        ring = (face.landmarks_px[face_oval_ring(), :2] * scale).astype(np.int32)
-        cv2.fillPoly(oval_small, [ring], 1)
-        flat_small = _palette(_saturate(small, look.saturation), oval_small, look.colours, rng)
-        flat = cv2.resize(flat_small, (w, h), interpolation=cv2.INTER_LINEAR)
-        flat = cv2.medianBlur(flat, 5 if max(h, w) > 600 else 3)
-        timings["flatten"] = (time.perf_counter() - start) * 1000
+        with timed(timings, "flatten"):
+            scale = min(1.0, PROCESS_SIDE / max(h, w))
+            small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            for _ in range(look.smooth_passes):
+                small = cv2.bilateralFilter(small, d=7, sigmaColor=40, sigmaSpace=7)
+            oval_small = np.zeros(small.shape[:2], dtype=np.uint8)
+            ring = (face.landmarks_px[face_oval_ring(), :2] * scale).astype(np.int32)
+            cv2.fillPoly(oval_small, [ring], 1)
+            flat_small = _palette(_saturate(small, look.saturation), oval_small, look.colours, rng)
+            flat = cv2.resize(flat_small, (w, h), interpolation=cv2.INTER_LINEAR)
+            flat = cv2.medianBlur(flat, 5 if max(h, w) > 600 else 3)
         if progress:
             progress(0.5, "cartoon colours")
 
-        start = time.perf_counter()
-        detail = cv2.bilateralFilter(image, d=5, sigmaColor=25, sigmaSpace=5)
-        detail = _saturate(detail, 1.1)
-        features = _feature_mask(face, (h, w))[..., None]
-        toon = flat.astype(np.float32) * (1 - features) + detail.astype(np.float32) * features
+        with timed(timings, "lines"):
+            detail = cv2.bilateralFilter(image, d=5, sigmaColor=25, sigmaSpace=5)
+            detail = _saturate(detail, 1.1)
+            features = _feature_mask(face, (h, w))[..., None]
+            toon = flat.astype(np.float32) * (1 - features) + detail.astype(np.float32) * features
 
-        gray_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        gray = cv2.resize(gray_small, (w, h), interpolation=cv2.INTER_LINEAR)
-        skin = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(skin, [face.landmarks_px[face_oval_ring(), :2].astype(np.int32)], 1)
-        skin = (skin > 0) & (features[..., 0] < 0.5)
-        ink = _outlines(gray, look, skin).astype(np.float32)
-        # Person silhouette gets a clean outer line too.
-        edge = cv2.morphologyEx((alpha[..., 0] > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT,
-                                np.ones((2 + look.line_px, 2 + look.line_px), np.uint8))
-        ink = np.maximum(ink * alpha[..., 0], edge.astype(np.float32))
-        ink_colour = np.array([28, 22, 30], dtype=np.float32)
-        toon = toon * (1 - ink[..., None]) + ink_colour * ink[..., None]
-        toon = np.clip(toon, 0, 255).astype(np.uint8)
-        if look.halftone:
-            toon = _halftone(toon, gray, period=max(4, w // 160))
-        timings["lines"] = (time.perf_counter() - start) * 1000
+            gray_small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+            gray = cv2.resize(gray_small, (w, h), interpolation=cv2.INTER_LINEAR)
+            skin = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(skin, [face.landmarks_px[face_oval_ring(), :2].astype(np.int32)], 1)
+            skin = (skin > 0) & (features[..., 0] < 0.5)
+            ink = _outlines(gray, look, skin).astype(np.float32)
+            # Person silhouette gets a clean outer line too.
+            edge = cv2.morphologyEx((alpha[..., 0] > 0.5).astype(np.uint8), cv2.MORPH_GRADIENT,
+                                    np.ones((2 + look.line_px, 2 + look.line_px), np.uint8))
+            ink = np.maximum(ink * alpha[..., 0], edge.astype(np.float32))
+            ink_colour = np.array([28, 22, 30], dtype=np.float32)
+            toon = toon * (1 - ink[..., None]) + ink_colour * ink[..., None]
+            toon = np.clip(toon, 0, 255).astype(np.uint8)
+            if look.halftone:
+                toon = _halftone(toon, gray, period=max(4, w // 160))
 
         out = toon.astype(np.float32) * alpha + backdrop.astype(np.float32) * (1 - alpha)
         if progress:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from service.launch import launched_app, scratch_env
+from toonforge_testing.launch import launched_app, scratch_env
 
 from .e2e_ui import ARTIFACTS, CHROMIUM_ARGS, STARTUP_TIMEOUT_S, AppPage
 

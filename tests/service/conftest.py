@@ -21,7 +21,7 @@ from PIL import Image
 
 from pipeline.config import Config
 from service.http import create_app
-from service.launch import free_port
+from toonforge_testing.launch import free_port
 from service.runtime import Runtime
 from tests.conftest import ROOT, encode
 

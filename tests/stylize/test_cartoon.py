@@ -5,7 +5,7 @@ import pytest
 from pipeline.face_regions import feature_groups
 from pipeline.stylize import backend_availability, check_style, get_stylizer
 from pipeline.stylize.cartoon import CartoonStylizer
-from pipeline.errors import UnknownStyleError
+from pipeline.errors import OptionError, UnknownStyleError
 
 
 def _colours(image: np.ndarray) -> int:
@@ -57,3 +57,10 @@ def test_registry(session_config):
     assert backend_availability(session_config)["cpu"].available
     with pytest.raises(UnknownStyleError, match="toon"):
         check_style(stylizer, "watercolour")
+
+
+def test_unknown_style_is_an_option_error(astronaut, astronaut_face):
+    """A direct call fails like the diffusion backend does, not with a KeyError."""
+    with pytest.raises(OptionError, match="Choose one of: toon, comic") as info:
+        CartoonStylizer().stylize(astronaut, astronaut_face, "watercolour", seed=0)
+    assert isinstance(info.value, UnknownStyleError) and info.value.code == "unknown_style"

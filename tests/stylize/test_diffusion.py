@@ -14,8 +14,10 @@ import pytest
 from pipeline.config import Config
 from pipeline.errors import BackendUnavailableError, UnknownStyleError
 from pipeline.stylize import get_stylizer
-from pipeline.stylize.diffusion import DiffusionStylizer, diffusion_size, face_mask
-from tests.tiny_sdxl import synthetic_face, synthetic_photo
+from pipeline.stylize import differential, zero_gpu
+from pipeline.stylize.differential import diffusion_size, face_mask
+from pipeline.stylize.diffusion import DiffusionStylizer
+from toonforge_testing.tiny_sdxl import synthetic_face, synthetic_photo
 
 WIDTH, HEIGHT = 96, 80  # deliberately not multiples of 8 and not square
 PHOTO = synthetic_photo(WIDTH, HEIGHT)
@@ -81,14 +83,14 @@ def test_progress_reports_increasing_fractions(config):
     assert steps == ["diffusion step 1/3", "diffusion step 2/3", "diffusion step 3/3"]  # 4 * 0.75
 
 
-def test_face_region_is_held_exactly_at_zero_face_strength(config):
+def test_face_region_is_held_exactly_at_zero_face_strength(monkeypatch, config):
     """White-box check of the mechanism: with face strength 0 the final latents inside the face
     equal the photo's latents, for any seed, while the background is regenerated."""
     stylizer = DiffusionStylizer(replace(config, diffusion_face_strength=0.0, diffusion_size=128))
     stylizer.preload()
     captured: dict[str, object] = {}
     vae = stylizer._pipe.vae
-    encode, decode = stylizer._encode, vae.decode
+    encode, decode = differential.encode_latents, vae.decode
 
     def spy_encode(*args, **kwargs):
         captured["init"] = encode(*args, **kwargs)
@@ -98,7 +100,8 @@ def test_face_region_is_held_exactly_at_zero_face_strength(config):
         captured["final"] = latents * vae.config.scaling_factor
         return decode(latents, *args, **kwargs)
 
-    stylizer._encode, vae.decode = spy_encode, spy_decode
+    monkeypatch.setattr(differential, "encode_latents", spy_encode)
+    vae.decode = spy_decode
     try:
         _run(stylizer, seed=11)
     finally:
@@ -227,8 +230,6 @@ def test_zero_gpu_preloads_and_runs_through_spaces_gpu(monkeypatch, config):
     import importlib.machinery
     import types
 
-    from pipeline.stylize import diffusion
-
     calls: list[str] = []
 
     def gpu(duration):
@@ -247,7 +248,7 @@ def test_zero_gpu_preloads_and_runs_through_spaces_gpu(monkeypatch, config):
     fake.GPU = gpu
     monkeypatch.setitem(sys.modules, "spaces", fake)
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    monkeypatch.setattr(diffusion, "_gpu_entry", None)
+    monkeypatch.setattr(zero_gpu, "_gpu_entry", None)
 
     stylizer = DiffusionStylizer(replace(config, diffusion_gpu_duration=42))
     assert stylizer._pipe is not None  # preloaded in __init__

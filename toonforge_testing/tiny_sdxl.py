@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from pipeline.landmarks import FaceAnalysis, HeadPose
 
@@ -246,37 +245,3 @@ def synthetic_photo(width: int, height: int, seed: int = 0) -> np.ndarray:
     ) ** 2 <= 1
     image[inside] = image[inside] * 0.3 + np.array([0.9, 0.7, 0.6]) * 0.7
     return (image * 255).round().astype(np.uint8)
-
-
-# --------------------------------------------------------------------------- pytest fixtures
-# Import these into a conftest.py to use them (tests/stylize/conftest.py does).
-
-
-@pytest.fixture(scope="session")
-def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A saved tiny SDXL diffusers folder (set TOONFORGE_DIFFUSION_MODEL to it)."""
-    import torch
-
-    # The tiny model's kernels take microseconds: extra threads only add OpenMP spin-waiting,
-    # which made these tests ~3x slower on a busy 2-core machine.
-    torch.set_num_threads(1)
-    return save_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "model")
-
-
-@pytest.fixture(scope="session")
-def tiny_lora_path(tiny_sdxl_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LoRA .safetensors file for :func:`tiny_sdxl_dir` (set TOONFORGE_DIFFUSION_LORA to it)."""
-    return save_tiny_lora(tiny_sdxl_dir, tmp_path_factory.mktemp("tiny_lora"))
-
-
-@pytest.fixture(scope="session")
-def tiny_diffusion_env(tiny_sdxl_dir: Path) -> dict[str, str]:
-    """Environment that makes the diffusion backend run the tiny model fast on CPU."""
-    return {
-        "TOONFORGE_DIFFUSION_MODEL": str(tiny_sdxl_dir),
-        "TOONFORGE_DIFFUSION_STEPS": "4",
-        "TOONFORGE_DIFFUSION_STRENGTH": "0.75",
-        "TOONFORGE_DIFFUSION_FACE_STRENGTH": "0.25",
-        "TOONFORGE_DIFFUSION_SIZE": "64",
-        "TOONFORGE_DEVICE": "cpu",
-    }
