@@ -16,9 +16,9 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterator
+from typing import Any, AsyncIterator, BinaryIO, Iterator
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.datastructures import MutableHeaders
@@ -267,126 +267,36 @@ def create_app(
     purge_interval_s: float | None = None,
     **gradio_kwargs: Any,
 ) -> FastAPI:
-    """The web app. ``demo`` (a ``gr.Blocks``) is mounted at "/" if given.
+    """The web app: the API routers and, if given, ``demo`` (a ``gr.Blocks``) mounted at "/".
 
-    ``runtime`` defaults to the one ``demo`` was built with (see ``app.build_demo``), so that
-    the UI and the API share one job pool and store. ``gradio_kwargs`` go to
-    ``gr.mount_gradio_app`` (theme, css, allowed_paths...).
+    ``runtime`` (job pool, limits, store, metrics) must be the one ``demo`` was built with, so
+    that the UI and the API share it; without a demo it defaults to a new one for ``config``.
+    ``gradio_kwargs`` go to ``gr.mount_gradio_app`` (theme, css, allowed_paths...).
     """
-    if runtime is None and demo is not None:
-        runtime = Runtime.of(demo)
-    runtime = runtime or Runtime(config)
+    if runtime is None:
+        if demo is not None:
+            raise ValueError("create_app(config, demo) needs runtime=<the runtime demo was built with>")
+        runtime = Runtime(config)
     if runtime.config != config:
         raise ValueError("the runtime was built with a different config")
-    interval = purge_interval_s or max(1.0, min(60.0, config.result_ttl_s / 4))
-    backends = _BackendStatus(config)
-    backends.get()  # warm: the first check imports modules
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI):
-        runtime.start()
-        purger = asyncio.create_task(_purge_periodically(runtime, interval))
-        try:
-            yield
-        finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
-
     app = FastAPI(
         title="Toonforge",
         version=runtime.version,
-        lifespan=lifespan,
+        lifespan=_lifespan,
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
     app.state.runtime = runtime
+    app.state.backends = _BackendStatus(config)
+    app.state.backends.get()  # warm: the first check imports modules
+    app.state.purge_interval_s = purge_interval_s or max(1.0, min(60.0, config.result_ttl_s / 4))
     app.add_middleware(RequestMiddleware, runtime=runtime)
-
-    @app.exception_handler(ToonforgeError)
-    async def _toonforge_error(request: Request, exc: ToonforgeError) -> JSONResponse:
-        return error_response(request, exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            return error_response(request, NotFoundError("No such endpoint. See /api/docs."))
-        code = {405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
-        return _error_json(request, code, str(exc.detail), exc.status_code, exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(request, OptionError(f"Malformed request: {exc.errors()[0]['msg']}."))
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        """Liveness and what this server can do. Never touches the job pool."""
-        jobs = runtime.jobs
-        return JSONResponse(
-            {
-                "status": "ok",
-                "version": runtime.version,
-                "uptime_s": round(runtime.uptime_s, 1),
-                "backends": backends.get(),
-                "queue": {
-                    "workers": jobs.workers,
-                    "mode": "process" if runtime.processes is not None else "thread",
-                    "running": jobs.running,
-                    "waiting": jobs.waiting,
-                    "capacity": jobs.capacity,
-                },
-            }
-        )
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        body, content_type = runtime.metrics.render()
-        return Response(body, media_type=content_type)
-
-    @app.post("/api/upload", openapi_extra=UPLOAD_OPENAPI)
-    async def upload(request: Request) -> JSONResponse:
-        """Photo in (multipart field ``file``), figurine out: ids, report and artifact URLs."""
-        runtime.jobs.check_capacity()  # when full, say so before receiving megabytes
-        form = await read_upload(request, config.max_upload_bytes)
-        options = _options(form.fields)
-        resolve_options(options, config)  # bad options fail here, before taking a queue slot
-        generated = await runtime.generate(form.file, options, interface="http")
-        result = generated.result
-        info = request_info(request)
-        info.result_id, info.timings_ms = generated.id, result.timings_ms
-        report = result.report()
-        artifacts = {
-            key: str(request.url_for("result_file", result_id=generated.id, name=name))
-            for key, name in ARTIFACTS.items()
-        }
-        return JSONResponse({"id": generated.id, **report, "artifacts": artifacts})
-
-    @app.get("/api/results/{result_id}/{name}", name="result_file")
-    async def result_file(result_id: str, name: str) -> StreamingResponse:
-        """One file of a result, while it lives (``result_ttl_s``)."""
-        media_type = MEDIA_TYPES.get(name)
-        path = runtime.store.file(result_id, name) if media_type else None
-        gone = NotFoundError(
-            f"No such result file. Results are kept {config.result_ttl_s // 60} minutes; "
-            "upload the photo again."
-        )
-        if path is None:
-            raise gone
-        try:
-            # An open handle keeps the bytes readable even if a purge deletes the file now.
-            handle = open(path, "rb")  # noqa: SIM115 - closed by _read_chunks
-        except FileNotFoundError:
-            raise gone from None
-        headers = {
-            "Content-Length": str(os.fstat(handle.fileno()).st_size),
-            "Cache-Control": "private, max-age=300",
-            "X-Content-Type-Options": "nosniff",
-        }
-        if name in DOWNLOADS:
-            headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        return StreamingResponse(_read_chunks(handle), media_type=media_type, headers=headers)
-
+    app.add_exception_handler(ToonforgeError, _toonforge_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(status_routes)
+    app.include_router(result_routes)
     if demo is not None:
         import gradio as gr  # only here: the API alone does not need gradio
 
@@ -394,6 +304,123 @@ def create_app(
         # Mounted last: "/" matches everything, so the API routes above must come first.
         gr.mount_gradio_app(app, demo, path="/", **gradio_kwargs)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    runtime: Runtime = app.state.runtime
+    runtime.start()
+    purger = asyncio.create_task(_purge_periodically(runtime, app.state.purge_interval_s))
+    try:
+        yield
+    finally:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+# --------------------------------------------------------------------------- error handlers
+
+
+async def _toonforge_error(request: Request, exc: ToonforgeError) -> JSONResponse:
+    return error_response(request, exc)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        return error_response(request, NotFoundError("No such endpoint. See /api/docs."))
+    code = {405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+    return _error_json(request, code, str(exc.detail), exc.status_code, exc.headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(request, OptionError(f"Malformed request: {exc.errors()[0]['msg']}."))
+
+
+# --------------------------------------------------------------------------- routes
+
+status_routes = APIRouter()  # what the server is and how it does: never touches the job pool
+result_routes = APIRouter()  # photos in, figurines out
+
+
+@status_routes.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """Liveness and what this server can do. Never touches the job pool."""
+    runtime = _runtime(request)
+    jobs = runtime.jobs
+    return JSONResponse(
+        {
+            "status": "ok",
+            "version": runtime.version,
+            "uptime_s": round(runtime.uptime_s, 1),
+            "backends": request.app.state.backends.get(),
+            "queue": {
+                "workers": jobs.workers,
+                "mode": "process" if runtime.processes is not None else "thread",
+                "running": jobs.running,
+                "waiting": jobs.waiting,
+                "capacity": jobs.capacity,
+            },
+        }
+    )
+
+
+@status_routes.get("/metrics")
+async def metrics(request: Request) -> Response:
+    body, content_type = _runtime(request).metrics.render()
+    return Response(body, media_type=content_type)
+
+
+@result_routes.post("/api/upload", openapi_extra=UPLOAD_OPENAPI)
+async def upload(request: Request) -> JSONResponse:
+    """Photo in (multipart field ``file``), figurine out: ids, report and artifact URLs."""
+    runtime = _runtime(request)
+    config = runtime.config
+    runtime.jobs.check_capacity()  # when full, say so before receiving megabytes
+    form = await read_upload(request, config.max_upload_bytes)
+    options = _options(form.fields)
+    resolve_options(options, config)  # bad options fail here, before taking a queue slot
+    generated = await runtime.generate(form.file, options, interface="http")
+    result = generated.result
+    info = request_info(request)
+    info.result_id, info.timings_ms = generated.id, result.timings_ms
+    report = result.report()
+    artifacts = {
+        key: str(request.url_for("result_file", result_id=generated.id, name=name))
+        for key, name in ARTIFACTS.items()
+    }
+    return JSONResponse({"id": generated.id, **report, "artifacts": artifacts})
+
+
+@result_routes.get("/api/results/{result_id}/{name}", name="result_file")
+async def result_file(request: Request, result_id: str, name: str) -> StreamingResponse:
+    """One file of a result, while it lives (``result_ttl_s``)."""
+    runtime = _runtime(request)
+    media_type = MEDIA_TYPES.get(name)
+    path = runtime.store.file(result_id, name) if media_type else None
+    gone = NotFoundError(
+        f"No such result file. Results are kept {runtime.config.result_ttl_s // 60} minutes; "
+        "upload the photo again."
+    )
+    if path is None:
+        raise gone
+    try:
+        # An open handle keeps the bytes readable even if a purge deletes the file now.
+        handle = open(path, "rb")  # noqa: SIM115 - closed by _read_chunks
+    except FileNotFoundError:
+        raise gone from None
+    headers = {
+        "Content-Length": str(os.fstat(handle.fileno()).st_size),
+        "Cache-Control": "private, max-age=300",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if name in DOWNLOADS:
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return StreamingResponse(_read_chunks(handle), media_type=media_type, headers=headers)
 
 
 async def _purge_periodically(runtime: Runtime, interval_s: float) -> None:

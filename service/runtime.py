@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
 from pipeline import Config, FigurineResult, Options, ToonforgeError, run
 from pipeline.stylize import ProgressFn
@@ -26,10 +24,6 @@ from service.worker import WorkerProcesses
 # Diffusion stays in the server process: one copy of the weights on the GPU, and ZeroGPU
 # only grants GPUs to the process that runs the Gradio app.
 IN_PROCESS_BACKENDS = frozenset({"diffusion"})
-
-
-# Blocks -> Runtime it was built with, so that create_app(config, demo) can find it.
-_BY_DEMO: "weakref.WeakKeyDictionary[Any, Runtime]" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -50,14 +44,6 @@ class Runtime:
         self.store = ResultStore(config.data_dir / "results", config.result_ttl_s, config.max_disk_bytes)
         self.metrics = Metrics(version)
         self.metrics.bind(self.jobs, self.store, self.processes)
-
-    # -- the Gradio Blocks built on this runtime --------------------------------------------
-    def attach(self, demo: Any) -> None:
-        _BY_DEMO[demo] = self
-
-    @staticmethod
-    def of(demo: Any) -> "Runtime | None":
-        return _BY_DEMO.get(demo)
 
     # -- jobs ---------------------------------------------------------------------------------
     async def generate(self, image: ImageInput, options: Options, *, interface: str) -> Generated:

@@ -1,11 +1,16 @@
 """The Gradio UI, driven through its public API with gradio_client."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import trimesh
 from gradio_client import Client, handle_file
 
-from toonforge_testing.launch import free_port
 from tests.conftest import ROOT
+from toonforge_testing.launch import free_port
 
 EXAMPLE = ROOT / "assets" / "examples" / "astronaut_closeup.jpg"
 NO_FACE = ROOT / "assets" / "examples" / "cat_no_face.jpg"
@@ -17,14 +22,17 @@ def client(tmp_path_factory):
 
     import app
     from pipeline.config import Config
+    from service.runtime import Runtime
 
     config = replace(Config.from_env(), data_dir=tmp_path_factory.mktemp("ui-data"))
-    demo = app.build_demo(config)
+    runtime = Runtime(config)
+    demo = app.build_demo(runtime)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True)
     try:
         yield Client(demo.local_url, verbose=False)
     finally:
         demo.close()
+        runtime.close()
 
 
 def test_generate_endpoint_returns_every_output(client):
@@ -54,3 +62,76 @@ def test_app_module_has_no_pipeline_maths():
     source = (ROOT / "app.py").read_text()
     for forbidden in ("import numpy", "import cv2", "import trimesh", "PIL"):
         assert forbidden not in source
+
+
+def _python(code: str, env: dict[str, str]) -> dict:
+    """Run ``code`` in a fresh interpreter at the repository root; its last line is JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _clean_env(tmp_path) -> dict[str, str]:
+    """Our environment with a fresh, empty temp folder and no Toonforge or Gradio paths."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOONFORGE_", "GRADIO_"))}
+    return {**env, "TMPDIR": str(temp), "GRADIO_ANALYTICS_ENABLED": "False"}
+
+
+def test_importing_app_builds_nothing(tmp_path):
+    """No runtime, no Blocks, no worker, no temp folder until someone asks for them."""
+    env = _clean_env(tmp_path)
+    report = _python(
+        "import gc, json, multiprocessing, threading\n"
+        "threads = threading.active_count()\n"
+        "import app\n"
+        "import gradio as gr\n"
+        "from service.runtime import Runtime\n"
+        "built = [type(o).__name__ for o in gc.get_objects() if isinstance(o, (Runtime, gr.Blocks))]\n"
+        "print(json.dumps({'built': built, 'demo': 'demo' in vars(app),\n"
+        "    'new_threads': threading.active_count() - threads,\n"
+        "    'children': len(multiprocessing.active_children())}))\n",
+        env,
+    )
+    assert report == {"built": [], "demo": False, "new_threads": 0, "children": 0}
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_module_demo_is_built_on_first_access(tmp_path):
+    """``gradio app.py`` finds ``demo``: built once, from the environment, when first read."""
+    env = {**_clean_env(tmp_path), "TOONFORGE_DATA_DIR": str(tmp_path / "data")}
+    report = _python(
+        "import json, app\n"
+        "import gradio as gr\n"
+        "demo = app.demo\n"
+        "try:\n"
+        "    app.no_such_thing\n"
+        "    missing = False\n"
+        "except AttributeError:\n"
+        "    missing = True\n"
+        "print(json.dumps({'blocks': isinstance(demo, gr.Blocks), 'same': demo is app.demo,\n"
+        "    'missing_raises': missing, 'title': demo.title}))\n",
+        env,
+    )
+    assert report == {"blocks": True, "same": True, "missing_raises": True, "title": "Toonforge"}
+
+
+def test_queue_is_tuned_only_on_the_gradio_version_it_was_measured_on(monkeypatch):
+    import gradio as gr
+
+    import app
+
+    tuned = gr.Blocks()
+    assert app.tune_queue(tuned, max_size=5)
+    assert tuned._queue.max_size == 5
+    assert tuned._queue.sleep_when_free == app.QUEUE_POLL_S
+    assert tuned._queue.progress_update_sleep_when_free == app.PROGRESS_POLL_S
+
+    monkeypatch.setattr(gr, "__version__", "7.0.0")
+    other = gr.Blocks()
+    assert not app.tune_queue(other, max_size=5)
+    assert other._queue.max_size == 5  # the public setting still applies
+    assert other._queue.sleep_when_free != app.QUEUE_POLL_S  # Gradio's own default

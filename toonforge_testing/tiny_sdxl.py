@@ -60,17 +60,9 @@ TINY_ARCH: dict[str, dict[str, Any]] = {
         hidden_act="quick_gelu",
         projection_dim=16,
     ),
-    "text_encoder_2": dict(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        vocab_size=1000,
-        hidden_act="gelu",
-        projection_dim=16,
-    ),
 }
+# SDXL's second text encoder (OpenCLIP bigG) differs from the first only in size and activation.
+TINY_ARCH["text_encoder_2"] = {**TINY_ARCH["text_encoder"], "hidden_act": "gelu"}
 
 # The SDXL base 1.0 scheduler config.
 SCHEDULER_CONFIG: dict[str, Any] = dict(

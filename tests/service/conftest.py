@@ -21,9 +21,9 @@ from PIL import Image
 
 from pipeline.config import Config
 from service.http import create_app
-from toonforge_testing.launch import free_port
 from service.runtime import Runtime
 from tests.conftest import ROOT, encode
+from toonforge_testing.launch import free_port
 
 MAX_UPLOAD = 2 * 1024 * 1024  # small, so that oversize bodies are cheap to build
 PHOTO = ROOT / "assets" / "examples" / "astronaut.jpg"
@@ -60,8 +60,8 @@ def server(service_config: Config, runtime: Runtime) -> Iterator[str]:
     """A real uvicorn serving API + Gradio UI on one port, as ``python app.py`` does."""
     from app import build_demo
 
-    demo = build_demo(service_config, runtime)
-    app = create_app(service_config, demo)
+    demo = build_demo(runtime)
+    app = create_app(service_config, demo, runtime=runtime)
     port = free_port()
     srv = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, access_log=False, log_config=None)

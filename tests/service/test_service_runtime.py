@@ -68,12 +68,9 @@ def test_full_pool_refuses_and_cancelled_jobs_free_their_reservation(rt, monkeyp
     assert rt.store.count == 1  # the refused and the cancelled job left nothing behind
 
 
-def test_a_demo_remembers_its_runtime_and_configs_must_match(rt, config):
-    class FakeBlocks:
-        pass
-
-    demo = FakeBlocks()
-    rt.attach(demo)
-    assert Runtime.of(demo) is rt
+def test_create_app_takes_the_runtime_explicitly_and_configs_must_match(rt, config):
     with pytest.raises(ValueError):
         create_app(replace(config, workers=3), runtime=rt)
+    # A UI without its runtime would not share the pool and store with the API.
+    with pytest.raises(ValueError, match="runtime"):
+        create_app(rt.config, object())
