@@ -32,7 +32,14 @@ from pipeline.stylize import differential, zero_gpu
 from pipeline.stylize.base import Availability, ProgressFn, StylizeResult, check_style
 from pipeline.stylize.differential import DenoiseJob, diffusion_size, face_mask
 from pipeline.timing import timed
-from pipeline.weights import DOWNLOAD_HINT, check_lora, check_model, describe_error, fetch_lora, hf_offline
+from pipeline.weights import (
+    DOWNLOAD_HINT,
+    check_lora,
+    check_model,
+    describe_error,
+    fetch_lora,
+    hf_offline,
+)
 
 if TYPE_CHECKING:
     from pipeline.config import Config
