@@ -377,17 +377,44 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Serve the Toonforge web app.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Serve the Toonforge web app (UI and HTTP API on one port).",
+        epilog="Without --host/--port: GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else 127.0.0.1:7860.",
+    )
+    parser.add_argument("--host", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, help="port to listen on")
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def listen_address(args: argparse.Namespace, config: Config) -> tuple[str, int]:
+    """Flags first, then the environment (read into ``config``), then 127.0.0.1:7860."""
+    host = args.host if args.host is not None else config.server_name
+    port = args.port if args.port is not None else config.server_port
+    return host, port
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    runtime = Runtime(Config.from_env())  # shared by the UI and the HTTP API
+    config = Config.from_env()
+    host, port = listen_address(args, config)
+    share = args.share
+    if share and config.on_spaces:
+        log.warning("--share ignored: a Space already has a public URL")
+        share = False
+    if config.on_spaces:
+        log.info(
+            "on Hugging Face Spaces as %s (ZeroGPU: %s); results in %s",
+            config.space_id or "an unnamed Space",
+            "yes" if config.zero_gpu else "no",
+            config.data_dir,
+        )
+    runtime = Runtime(config)  # shared by the UI and the HTTP API
     demo = build_demo(runtime)
-    app = build_app(runtime, demo, host=args.host, port=args.port)
-    serve(app, host=args.host, port=args.port, share_token=demo.share_token if args.share else None)
+    app = build_app(runtime, demo, host=host, port=port)
+    serve(app, host=host, port=port, share_token=demo.share_token if share else None)
 
 
 if __name__ == "__main__":

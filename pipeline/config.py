@@ -1,4 +1,9 @@
-"""Frozen configuration, read from the environment in exactly one place."""
+"""Frozen configuration, read from the environment in exactly one place.
+
+Besides ``TOONFORGE_*``, it reads what a host sets: ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``
+(where to listen) and, on Hugging Face Spaces, ``SYSTEM=spaces``, ``SPACE_ID`` and
+``SPACES_ZERO_GPU``; there results go to the persistent ``/data`` volume when the Space has one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+SPACES_VOLUME = Path("/data")  # a Space's persistent storage, when it has some
+SPACES_LISTEN_HOST = "0.0.0.0"  # the Spaces proxy reaches the app from outside its container
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -34,6 +42,13 @@ def _bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _spaces_data_dir(on_spaces: bool, volume: Path) -> Path | None:
+    """Results on a Space's persistent volume, if it has one we can write (TTL and cap apply)."""
+    if on_spaces and volume.is_dir() and os.access(volume, os.W_OK):
+        return volume / "toonforge"
+    return None
 
 
 @dataclass(frozen=True)
@@ -80,11 +95,22 @@ class Config:
     queue_size: int = 32
     # Each worker thread hands cpu-backend jobs to its own child process (see service/worker.py).
     worker_processes: bool = True
+    # hosting: where `python app.py` listens unless --host/--port say otherwise
+    server_name: str = "127.0.0.1"  # loopback: a laptop does not expose the app
+    server_port: int = 7860
+    on_spaces: bool = False  # SYSTEM=spaces: behind the Hugging Face Spaces proxy
+    space_id: str = ""  # "owner/name" on Spaces
+    zero_gpu: bool = False  # SPACES_ZERO_GPU: GPUs are lent per call through the spaces package
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, spaces_volume: Path = SPACES_VOLUME
+    ) -> "Config":
+        """Read the environment (``env``, default ``os.environ``); ``spaces_volume`` is where
+        a Space's persistent storage would be mounted."""
         env = os.environ if env is None else env
         d = cls()
+        on_spaces = env.get("SYSTEM", "") == "spaces"
         return cls(
             max_upload_bytes=_int(env, "TOONFORGE_MAX_UPLOAD_BYTES", d.max_upload_bytes),
             max_pixels=_int(env, "TOONFORGE_MAX_PIXELS", d.max_pixels),
@@ -118,10 +144,18 @@ class Config:
             device=env.get("TOONFORGE_DEVICE", d.device) or d.device,
             cpu_offload=_bool(env, "TOONFORGE_CPU_OFFLOAD", d.cpu_offload),
             vae_tiling=_bool(env, "TOONFORGE_VAE_TILING", d.vae_tiling),
-            data_dir=Path(env.get("TOONFORGE_DATA_DIR") or d.data_dir),
+            data_dir=Path(
+                env.get("TOONFORGE_DATA_DIR") or _spaces_data_dir(on_spaces, spaces_volume) or d.data_dir
+            ),
             result_ttl_s=_int(env, "TOONFORGE_RESULT_TTL_S", d.result_ttl_s),
             max_disk_bytes=_int(env, "TOONFORGE_MAX_DISK_BYTES", d.max_disk_bytes),
             workers=_int(env, "TOONFORGE_WORKERS", d.workers),
             queue_size=_int(env, "TOONFORGE_QUEUE_SIZE", d.queue_size),
             worker_processes=_bool(env, "TOONFORGE_WORKER_PROCESSES", d.worker_processes),
+            server_name=env.get("GRADIO_SERVER_NAME")
+            or (SPACES_LISTEN_HOST if on_spaces else d.server_name),
+            server_port=_int(env, "GRADIO_SERVER_PORT", d.server_port),
+            on_spaces=on_spaces,
+            space_id=env.get("SPACE_ID", "") if on_spaces else "",
+            zero_gpu=_bool(env, "SPACES_ZERO_GPU", d.zero_gpu),
         )

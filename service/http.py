@@ -390,10 +390,27 @@ async def upload(request: Request) -> JSONResponse:
     info.result_id, info.timings_ms = generated.id, result.timings_ms
     report = result.report()
     artifacts = {
-        key: str(request.url_for("result_file", result_id=generated.id, name=name))
+        key: _public_url(request, "result_file", result_id=generated.id, name=name)
         for key, name in ARTIFACTS.items()
     }
     return JSONResponse({"id": generated.id, **report, "artifacts": artifacts})
+
+
+def _public_url(request: Request, route: str, **params: str) -> str:
+    """The URL of ``route`` as the client can reach it. Behind the Spaces proxy the request
+    arrives over plain HTTP for an internal address, so the proxy's ``X-Forwarded-Proto`` and
+    ``X-Forwarded-Host`` name the public origin (as Gradio reads them for its own URLs)."""
+    url = request.url_for(route, **params)
+    if not _runtime(request).config.on_spaces:
+        return str(url)
+    proto = _first(request.headers.get("x-forwarded-proto"))
+    host = _first(request.headers.get("x-forwarded-host"))
+    return str(url.replace(scheme=proto or url.scheme, netloc=host or url.netloc))
+
+
+def _first(header: str | None) -> str:
+    """The first entry of a comma-separated forwarding header (the outermost proxy's)."""
+    return (header or "").split(",")[0].strip()
 
 
 @result_routes.get("/api/results/{result_id}/{name}", name="result_file")
@@ -424,10 +441,12 @@ async def result_file(request: Request, result_id: str, name: str) -> StreamingR
 
 
 async def _purge_periodically(runtime: Runtime, interval_s: float) -> None:
-    """Expire results on a timer too, so that an idle server still frees its disk."""
+    """Expire results on a timer too, so that an idle server still frees its disk. The first
+    purge runs at startup: results an earlier process left (on a Space's persistent volume,
+    say) go as soon as their TTL is over, not one interval later."""
     while True:
-        await asyncio.sleep(interval_s)
         try:
             await asyncio.to_thread(runtime.purge)
         except OSError:
             log.exception("purging results failed; will retry")
+        await asyncio.sleep(interval_s)

@@ -26,6 +26,7 @@ def serve(app: FastAPI, *, host: str, port: int, share_token: str | None = None)
             timeout_graceful_shutdown=10,
         )
     )
+    log.info("Toonforge listening on http://%s:%d", _url_host(host), port)
     if share_token:
         threading.Thread(
             target=_open_tunnel, args=(server, host, port, share_token), name="share-tunnel", daemon=True
@@ -53,3 +54,7 @@ def _open_tunnel(server: uvicorn.Server, host: str, port: int, share_token: str)
         log.error("could not create a share link: %s", exc)
         return
     log.info("public URL: %s", url.replace("http://", "https://", 1))
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # IPv6 literals go in brackets

@@ -135,3 +135,14 @@ def test_queue_is_tuned_only_on_the_gradio_version_it_was_measured_on(monkeypatc
     assert not app.tune_queue(other, max_size=5)
     assert other._queue.max_size == 5  # the public setting still applies
     assert other._queue.sleep_when_free != app.QUEUE_POLL_S  # Gradio's own default
+
+
+def test_flags_win_over_the_environment_which_wins_over_the_default():
+    import app
+    from pipeline.config import Config
+
+    spaces = Config.from_env({"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "8123"})
+    assert app.listen_address(app.parse_args([]), spaces) == ("0.0.0.0", 8123)
+    assert app.listen_address(app.parse_args(["--host", "127.0.0.1"]), spaces) == ("127.0.0.1", 8123)
+    assert app.listen_address(app.parse_args(["--port", "9000"]), spaces) == ("0.0.0.0", 9000)
+    assert app.listen_address(app.parse_args([]), Config.from_env({})) == ("127.0.0.1", 7860)

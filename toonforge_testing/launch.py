@@ -42,10 +42,10 @@ class LaunchedApp:
     log_path: Path
 
 
-def free_port() -> int:
-    """A TCP port on the loopback that is free right now."""
+def free_port(host: str = HOST) -> int:
+    """A TCP port that is free on ``host`` (default: the loopback) right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -76,21 +76,27 @@ def launched_app(
     log_path: Path,
     timeout_s: float = 120,
     health_path: str = "/health",
+    cwd: Path = ROOT,
+    port: int | None = None,
+    args: list[str] | None = None,
 ) -> Iterator[LaunchedApp]:
-    """``python app.py`` on a free port, with ``env`` as its whole environment (default: ours)
-    and stdout/stderr in ``log_path``; yields once ``GET health_path`` answers 200.
+    """``python app.py`` in ``cwd`` on ``port`` (default: a free one), with ``env`` as its whole
+    environment (default: ours) and stdout/stderr in ``log_path``; yields once
+    ``GET http://127.0.0.1:<port><health_path>`` answers 200. ``args`` default to
+    ``--host 127.0.0.1 --port <port>``; ``[]`` leaves the address to the environment.
 
     Raises RuntimeError, with the end of the log, if the app exits first or ``timeout_s`` passes.
     """
-    port = free_port()
+    port = port or free_port()
+    args = ["--host", HOST, "--port", str(port)] if args is None else args
     # Unbuffered, so that the log tail in an error shows the app's last words.
     env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         # Its own session, so that stopping it also stops whatever it started, and nothing else.
         proc = subprocess.Popen(
-            [sys.executable, "app.py", "--host", HOST, "--port", str(port)],
-            cwd=ROOT,
+            [sys.executable, "app.py", *args],
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -91,7 +91,7 @@ class DiffusionStylizer:
         self._lock = threading.Lock()  # guards loading and the (stateful) scheduler
         self._given = pipeline
         self._pipe: Any = None
-        self._zero_gpu = zero_gpu.on_zero_gpu()
+        self._zero_gpu = zero_gpu.on_zero_gpu(config)
         self._run = self._generate
         if self._zero_gpu:
             self._setup_zero_gpu()
@@ -111,7 +111,14 @@ class DiffusionStylizer:
             return Availability(
                 False,
                 f"The diffusion backend needs {', '.join(missing)}: "
-                "pip install -r requirements.txt (or use the cpu backend).",
+                "pip install -r requirements-diffusion.txt (or use the cpu backend).",
+            )
+        if cfg.zero_gpu and not zero_gpu.spaces_installed():
+            # Without it torch sees no GPU on ZeroGPU, and SDXL would crawl along on the CPU.
+            return Availability(
+                False,
+                "SPACES_ZERO_GPU is set but the spaces package is not installed: add `spaces` "
+                "to the Space's requirements.txt.",
             )
         problem = self._settings_problem()
         if problem:

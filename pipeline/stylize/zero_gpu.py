@@ -1,20 +1,21 @@
 """Hugging Face ZeroGPU glue for the diffusion backend.
 
-On ZeroGPU (``SPACES_ZERO_GPU`` set and the ``spaces`` package installed) a GPU is lent only to
-functions decorated with ``spaces.GPU``, and only for their duration. ZeroGPU runs the decorated
-function in a forked worker and pickles its arguments, so the entry point is a module-level
-function that finds its (already loaded, inherited) stylizer by key instead of receiving it.
+On ZeroGPU (``SPACES_ZERO_GPU``, read into ``Config.zero_gpu``, and the ``spaces`` package) a
+GPU is lent only to functions decorated with ``spaces.GPU``, and only for their duration.
+ZeroGPU runs the decorated function in a forked worker and pickles its arguments, so the entry
+point is a module-level function that finds its (already loaded, inherited) stylizer by key
+instead of receiving it.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from pipeline.config import Config
     from pipeline.stylize.base import ProgressFn
     from pipeline.stylize.differential import DenoiseJob
     from pipeline.stylize.diffusion import DiffusionStylizer
@@ -23,12 +24,13 @@ _STYLIZERS: dict[int, "DiffusionStylizer"] = {}
 _gpu_entry: Any = None  # the spaces.GPU-wrapped _gpu_generate, made once per process
 
 
-def on_zero_gpu() -> bool:
-    """Whether this process runs on a ZeroGPU Space (and can use its ``spaces`` package)."""
-    return (
-        os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in {"1", "t", "true"}
-        and importlib.util.find_spec("spaces") is not None
-    )
+def spaces_installed() -> bool:
+    return importlib.util.find_spec("spaces") is not None
+
+
+def on_zero_gpu(config: "Config") -> bool:
+    """Whether this process runs on a ZeroGPU Space and can use its ``spaces`` package."""
+    return config.zero_gpu and spaces_installed()
 
 
 def _gpu_generate(key: int, job: "DenoiseJob") -> np.ndarray:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
+from dataclasses import replace
 
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.http import create_app
 from service.jobs import JobPool
 from service.storage import ResultStore
 from tests.service.conftest import MAX_UPLOAD, result_dirs
@@ -15,9 +20,9 @@ from tests.service.conftest import MAX_UPLOAD, result_dirs
 ERROR_KEYS = {"error", "detail"}
 
 
-def upload(client, data: bytes, name: str = "photo.jpg", **fields):
+def upload(client, data: bytes, name: str = "photo.jpg", headers=None, **fields):
     files = {"file": (name, data, "application/octet-stream")}
-    return client.post("/api/upload", files=files, data=fields)
+    return client.post("/api/upload", files=files, data=fields, headers=headers)
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -39,9 +44,13 @@ def metric_samples(client) -> dict:
 
 @pytest.fixture(scope="module")
 def uploaded(client, photo_bytes):
-    """One successful upload, with a path-traversal file name that must not matter."""
+    """One successful upload, with a path-traversal file name and forwarding headers (trusted on
+    Spaces only) that must not matter."""
     before = {p.resolve() for p in result_dirs(client.app.state.runtime.config)}
-    response = upload(client, photo_bytes, name="../../etc/passwd.jpg", template="casual", seed="3")
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "elsewhere.example"}
+    response = upload(
+        client, photo_bytes, name="../../etc/passwd.jpg", headers=forwarded, template="casual", seed="3"
+    )
     return before, response
 
 
@@ -65,6 +74,7 @@ def test_upload_contract(client, uploaded, service_config):
     assert body["timings_ms"]["total"] > 0 and "export" in body["timings_ms"]
     assert body["face"]["count"] == 1 and 0 <= body["quality"]["score"] <= 100
     assert set(body["artifacts"]) == {"stylized", "glb", "stl", "preview", "report"}
+    assert body["artifacts"]["glb"] == f"http://testserver/api/results/{body['id']}/figurine.glb"
     assert response.headers["x-request-id"] and float(response.headers["x-process-time"]) > 0
 
     # The client's file name never becomes a path: one new folder, named by the random id.
@@ -259,6 +269,29 @@ def test_expired_results_are_purged_and_disk_cap_holds(client, photo_bytes, monk
             break
         threading.Event().wait(0.1)
     assert not any(small.root.iterdir())
+
+
+def test_results_left_by_an_earlier_process_expire_at_startup(config):
+    """On a Space's persistent volume results outlive the process: the first purge runs at
+    startup, so the TTL holds across restarts."""
+    results = config.data_dir / "results"
+    stale, recent = results / ("A" * 22), results / ("B" * 22)
+    for folder in (stale, recent):
+        folder.mkdir(parents=True)
+        (folder / "figurine.glb").write_bytes(b"glb")
+    hour_ago = time.time() - 3601
+    os.utime(stale, (hour_ago, hour_ago))
+    quiet = replace(config, result_ttl_s=3600, workers=1, worker_processes=False)
+    app = create_app(quiet, purge_interval_s=3600)  # no timed purge during this test
+    try:
+        with TestClient(app):
+            for _ in range(50):
+                if not stale.exists():
+                    break
+                time.sleep(0.1)
+        assert not stale.exists() and recent.exists()
+    finally:
+        app.state.runtime.close()
 
 
 def test_metrics_count_what_happened(client, photo_bytes):

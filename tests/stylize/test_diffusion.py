@@ -224,7 +224,7 @@ def test_import_does_not_import_torch():
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-def test_zero_gpu_preloads_and_runs_through_spaces_gpu(monkeypatch, config):
+def test_zero_gpu_preloads_and_runs_through_spaces_gpu(monkeypatch, config, tiny_diffusion_env):
     """On ZeroGPU the model is loaded at construction (before the app launches) and the
     denoising goes through spaces.GPU; progress stays in the main process."""
     import importlib.machinery
@@ -247,17 +247,26 @@ def test_zero_gpu_preloads_and_runs_through_spaces_gpu(monkeypatch, config):
     fake.__spec__ = importlib.machinery.ModuleSpec("spaces", None)
     fake.GPU = gpu
     monkeypatch.setitem(sys.modules, "spaces", fake)
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     monkeypatch.setattr(zero_gpu, "_gpu_entry", None)
+    zero_gpu_config = Config.from_env({**tiny_diffusion_env, "SPACES_ZERO_GPU": "true"})
+    assert zero_gpu_config.zero_gpu
 
-    stylizer = DiffusionStylizer(replace(config, diffusion_gpu_duration=42))
+    stylizer = DiffusionStylizer(replace(zero_gpu_config, diffusion_gpu_duration=42))
     assert stylizer._pipe is not None  # preloaded in __init__
     progress: list[float] = []
     image = stylizer.stylize(PHOTO, FACE, "toon", 4, lambda f, m: progress.append(f)).image
     assert calls == ["GPU(duration=42)", "_gpu_generate"]
     assert progress == [1.0]
-    monkeypatch.delenv("SPACES_ZERO_GPU")
+    assert not config.zero_gpu
     assert np.array_equal(image, _run(DiffusionStylizer(config), seed=4))
+
+
+def test_zero_gpu_without_the_spaces_package_is_unavailable(monkeypatch, config):
+    monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError; find_spec too
+    assert not zero_gpu.spaces_installed()
+    status = DiffusionStylizer(replace(config, zero_gpu=True)).availability()
+    assert not status.available and "add `spaces`" in status.reason
+    assert DiffusionStylizer(config).availability().available
 
 
 def test_weights_cli(monkeypatch, capsys, tiny_sdxl_dir, tiny_lora_path):
