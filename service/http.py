@@ -255,7 +255,7 @@ def _error_json(
     info = request.scope.get(SCOPE_KEY)
     if info is not None:
         info.error = code
-    request.app.state.runtime.metrics.count_error(code, "http")
+    _runtime(request).metrics.count_error(code, "http")
     return JSONResponse(error_body(code, detail), status_code=status, headers=headers)
 
 
