@@ -1,0 +1,78 @@
+"""Will the printed figurine stand and print? Checks on the solid in millimetres, z up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+from scipy.spatial import ConvexHull
+from matplotlib.path import Path as PolygonPath
+
+OVERHANG_DEG = 45.0  # FDM prints unsupported up to about 45 degrees from vertical
+# Downward-facing area above the first layer that supports are worth turning on for:
+# a few square millimetres of chin or armpit sag; more than this droops visibly.
+SUPPORT_AREA_MM2 = 20.0
+FLAT_TOLERANCE_MM = 0.01
+MIN_WALL_MM = 1.2
+
+
+@dataclass(frozen=True)
+class PrintabilityReport:
+    bodies: int  # separate solids; 1 = nothing floats
+    base_area_mm2: float  # area of the flat bottom on z = 0
+    stands: bool  # the centre of mass is over the base
+    overhang_area_mm2: float  # downward faces steeper than OVERHANG_DEG, above the bed
+    needs_supports: bool
+
+    def to_dict(self) -> dict:
+        return {
+            "bodies": self.bodies,
+            "base_area_mm2": round(self.base_area_mm2, 1),
+            "stands": self.stands,
+            "overhang_area_mm2": round(self.overhang_area_mm2, 1),
+            "needs_supports": self.needs_supports,
+        }
+
+
+def overhang_area(mesh: trimesh.Trimesh) -> float:
+    """Area (mm²) of faces above the bed whose underside is steeper than OVERHANG_DEG."""
+    normals = mesh.face_normals
+    low = mesh.vertices[mesh.faces][:, :, 2].min(axis=1)
+    facing_down = normals[:, 2] < -np.cos(np.radians(90.0 - OVERHANG_DEG))
+    above_bed = low > mesh.bounds[0][2] + FLAT_TOLERANCE_MM
+    return float(mesh.area_faces[facing_down & above_bed].sum())
+
+
+def check_printability(mesh: trimesh.Trimesh) -> PrintabilityReport:
+    """Bodies, flat base, balance and overhangs of a z-up solid standing on z = 0."""
+    z0 = mesh.bounds[0][2]
+    corners_z = mesh.vertices[mesh.faces][:, :, 2]
+    on_bed = np.all(np.abs(corners_z - z0) < FLAT_TOLERANCE_MM, axis=1) & (mesh.face_normals[:, 2] < -0.99)
+    base_area = float(mesh.area_faces[on_bed].sum())
+    stands = False
+    if on_bed.any():
+        footprint = mesh.vertices[np.unique(mesh.faces[on_bed])][:, :2]
+        hull = footprint[ConvexHull(footprint).vertices]
+        stands = bool(PolygonPath(hull).contains_point(mesh.center_mass[:2]))
+    overhang = overhang_area(mesh)
+    return PrintabilityReport(
+        bodies=int(mesh.body_count),
+        base_area_mm2=base_area,
+        stands=stands,
+        overhang_area_mm2=overhang,
+        needs_supports=overhang > SUPPORT_AREA_MM2,
+    )
+
+
+def thinnest_wall_mm(mesh: trimesh.Trimesh, samples: int = 400, seed: int = 0) -> float:
+    """The thinnest wall found by casting rays inward from ``samples`` surface points
+    (slow: for tests and benchmarks, not the request path)."""
+    rng = np.random.default_rng(seed)
+    points, face_index = trimesh.sample.sample_surface(mesh, samples, seed=int(rng.integers(1 << 31)))
+    inward = -mesh.face_normals[face_index]
+    origins = points + inward * 1e-3
+    locations, ray_index, _ = mesh.ray.intersects_location(origins, inward, multiple_hits=False)
+    if not len(ray_index):
+        return float("inf")
+    return float(np.linalg.norm(locations - origins[ray_index], axis=1).min() + 1e-3)
