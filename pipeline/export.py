@@ -44,6 +44,22 @@ class FilamentColour:
         return {"hex": self.hex, "share": round(self.share, 4)}
 
 
+@dataclass(frozen=True)
+class ColourPrintSummary:
+    """What ``figurine.3mf`` holds: its filaments, its size and whether it prints as is."""
+
+    palette: list[FilamentColour]
+    triangles: int
+    printability: PrintabilityReport
+
+    def to_dict(self) -> dict:
+        return {
+            "colors": [c.to_dict() for c in self.palette],
+            "triangles": self.triangles,
+            "printability": self.printability.to_dict(),
+        }
+
+
 @dataclass
 class ExportResult:
     glb_path: Path
@@ -54,8 +70,7 @@ class ExportResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     threemf_path: Path | None = None
     print_preview_path: Path | None = None
-    print_palette: list[FilamentColour] = field(default_factory=list)
-    printability: PrintabilityReport | None = None
+    colour_print: ColourPrintSummary | None = None
 
 
 def figure_scene(parts: list[FigurinePart], metres: float) -> trimesh.Scene:
@@ -180,8 +195,11 @@ def export_figurine(
         timings_ms=timings,
         threemf_path=threemf_path,
         print_preview_path=print_preview_path,
-        print_palette=[FilamentColour(h, float(s)) for h, s in zip(colour.palette_hex(), colour.shares())],
-        printability=printability,
+        colour_print=ColourPrintSummary(
+            palette=[FilamentColour(h, float(s)) for h, s in zip(colour.palette_hex(), colour.shares())],
+            triangles=len(colour.mesh.faces),
+            printability=printability,
+        ),
     )
 
 

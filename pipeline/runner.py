@@ -18,8 +18,7 @@ from PIL import Image
 from pipeline.colorprint import DEFAULT_COLORS, check_colors, parse_palette
 from pipeline.config import Config
 from pipeline.errors import OptionError
-from pipeline.export import REPORT_NAME, FilamentColour, export_figurine, write_report
-from pipeline.printability import PrintabilityReport
+from pipeline.export import REPORT_NAME, ColourPrintSummary, export_figurine, write_report
 from pipeline.fusion import fuse_template, start_manifold_single_threaded
 from pipeline.landmarks import FaceAnalysis, detect_landmarks
 from pipeline.quality import QualityReport
@@ -88,8 +87,7 @@ class FigurineResult:
     _stylized: np.ndarray | None = field(default=None, repr=False, compare=False)
     threemf_path: Path | None = None
     print_preview_path: Path | None = None
-    print_palette: list[FilamentColour] = field(default_factory=list)
-    printability: PrintabilityReport | None = None
+    colour_print: ColourPrintSummary | None = None
 
     @property
     def stylized(self) -> np.ndarray:
@@ -114,10 +112,7 @@ class FigurineResult:
             "style": self.style,
             "backend": self.backend,
             "height_mm": self.height_mm,
-            "print": {
-                "colors": [c.to_dict() for c in self.print_palette],
-                "printability": self.printability.to_dict() if self.printability else None,
-            },
+            "print": self.colour_print.to_dict() if self.colour_print else None,
         }
 
 
@@ -266,8 +261,7 @@ def _run_stages(
         _stylized=styled.image,
         threemf_path=files.threemf_path,
         print_preview_path=files.print_preview_path,
-        print_palette=files.print_palette,
-        printability=files.printability,
+        colour_print=files.colour_print,
     )
     write_report(result.report(), out_dir)
     return result
