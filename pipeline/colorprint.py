@@ -27,8 +27,9 @@ from pipeline.timing import timed
 
 DEFAULT_COLORS = 4
 MIN_COLORS, MAX_COLORS = 1, 8
-REFINE_LEVELS = 3  # each level halves the edges of triangles on a colour edge
+REFINE_LEVELS = 2  # each level halves the edges on a colour edge; 2 reach ~the 0.4 mm nozzle
 MIN_ISLAND_MM = 0.5  # smaller colour islands only cause pointless tool changes
+MIN_FEATURE_MM = 0.4  # one nozzle width: thinner colour lines do not print
 DARK_L = 30.0  # CIELAB lightness below which a texel is an eye, brow or ink line
 MIN_DELTA_E = 12.0  # anchors closer than this would print as one colour anyway
 KMEANS_ITERATIONS = 12
@@ -259,7 +260,7 @@ def likeness_anchors(surface: _Surface, parts: Sequence[FigurinePart], texture: 
     colour), the face's dark features (mean of its near-black texels: eyes, brows, ink
     lines), hair, then the outfit's colours by the area they cover, then the stand's."""
     anchors = [p.rgb for p in parts if p.textured]
-    texels = texture[::2, ::2].reshape(-1, 3)
+    texels = texture[::4, ::4].reshape(-1, 3)
     dark = srgb_to_lab(texels)[:, 0] < DARK_L
     if dark.any():
         anchors.append(tuple(np.rint(texels[dark].mean(axis=0)).astype(int)))
@@ -303,12 +304,42 @@ def nearest_colour_lut(palette_rgb: np.ndarray, bits: int = 5) -> np.ndarray:
     return nearest_colour(grid, palette_rgb).astype(np.uint8).reshape(levels, levels, levels)
 
 
-def label_image(texture: np.ndarray, palette_rgb: np.ndarray) -> np.ndarray:
-    """The texture quantised to palette indices, with single-texel speckle removed."""
+def label_image(texture: np.ndarray, palette_rgb: np.ndarray, min_feature_px: int = 1) -> np.ndarray:
+    """The texture quantised to palette indices, without features narrower than
+    ``min_feature_px`` texels (see :func:`drop_thin_features`)."""
     lut = nearest_colour_lut(palette_rgb)
     shift = 8 - 5
     labels = lut[texture[..., 0] >> shift, texture[..., 1] >> shift, texture[..., 2] >> shift]
-    return cv2.medianBlur(labels, 3)
+    return drop_thin_features(labels, min_feature_px) if min_feature_px > 1 else labels
+
+
+def drop_thin_features(labels: np.ndarray, width_px: int) -> np.ndarray:
+    """Give every texel of a colour patch narrower than ``width_px`` the colour of the
+    nearest wide patch. Anti-aliased edges between two colours otherwise quantise to a
+    third (a brown rim between black eyes and skin), and a line thinner than the nozzle
+    prints as nothing but tool changes."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width_px, width_px))
+    kept = np.full(labels.shape, 255, np.uint8)
+    for label in np.unique(labels):
+        opened = cv2.morphologyEx((labels == label).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        kept[opened > 0] = label
+    thin = kept == 255
+    if not thin.any() or thin.all():
+        return labels
+    # For each thin texel, the label of the nearest kept texel.
+    _, nearest = cv2.distanceTransformWithLabels(thin.astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    kept_index = np.zeros(int(nearest.max()) + 1, np.uint8)
+    kept_index[nearest[~thin]] = kept[~thin]
+    return np.where(thin, kept_index[nearest], kept)
+
+
+def _feature_px(parts: Sequence[FigurinePart], texture: np.ndarray, mm_per_unit: float) -> int:
+    """MIN_FEATURE_MM in texels: the texture spans the head's width (head.py's frontal UVs)."""
+    widths = [p.mesh.extents[0] for p in parts if p.textured]
+    if not widths:
+        return 1
+    texel_mm = widths[0] * mm_per_unit / texture.shape[1]
+    return max(1, int(round(MIN_FEATURE_MM / texel_mm)) | 1)  # odd, so the kernel is centred
 
 
 # ---------------------------------------------------------------- 3. refinement
@@ -455,7 +486,7 @@ def separate_colours(
         else:
             rgb, weight = _colour_samples(surface, parts, texture)
             palette_rgb = choose_palette(rgb, weight, colors, likeness_anchors(surface, parts, texture))
-        labels_image = label_image(texture, palette_rgb)
+        labels_image = label_image(texture, palette_rgb, _feature_px(parts, texture, mm_per_unit))
         part_label = nearest_colour(part_rgb, palette_rgb)
     with timed(timings, "refine"):
         for _ in range(REFINE_LEVELS if len(palette_rgb) > 1 else 0):

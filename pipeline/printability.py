@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import ConvexHull
 from matplotlib.path import Path as PolygonPath
 
@@ -44,6 +46,26 @@ def overhang_area(mesh: trimesh.Trimesh) -> float:
     return float(mesh.area_faces[facing_down & above_bed].sum())
 
 
+def centre_of_mass(triangles: np.ndarray) -> np.ndarray:
+    """Centroid of a closed solid of uniform density from its (F, 3, 3) triangles: the
+    signed tetrahedra to the origin (trimesh's mass_properties also computes the inertia,
+    5x the time)."""
+    v0, v1, v2 = triangles[:, 0], triangles[:, 1], triangles[:, 2]
+    volume = np.einsum("ij,ij->i", v0, np.cross(v1, v2))
+    return (volume[:, None] * (v0 + v1 + v2)).sum(0) / (4.0 * volume.sum())
+
+
+def body_count(faces: np.ndarray, vertex_count: int) -> int:
+    """Separate pieces: connected components of the vertex graph (trimesh's body_count
+    builds a face graph first, 4x slower)."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(vertex_count, vertex_count))
+    used = np.zeros(vertex_count, bool)
+    used[faces.ravel()] = True
+    count, labels = connected_components(graph, directed=False)
+    return len(np.unique(labels[used]))
+
+
 def check_printability(mesh: trimesh.Trimesh) -> PrintabilityReport:
     """Bodies, flat base, balance and overhangs of a z-up solid standing on z = 0."""
     z0 = mesh.bounds[0][2]
@@ -54,10 +76,10 @@ def check_printability(mesh: trimesh.Trimesh) -> PrintabilityReport:
     if on_bed.any():
         footprint = mesh.vertices[np.unique(mesh.faces[on_bed])][:, :2]
         hull = footprint[ConvexHull(footprint).vertices]
-        stands = bool(PolygonPath(hull).contains_point(mesh.center_mass[:2]))
+        stands = bool(PolygonPath(hull).contains_point(centre_of_mass(mesh.vertices[mesh.faces])[:2]))
     overhang = overhang_area(mesh)
     return PrintabilityReport(
-        bodies=int(mesh.body_count),
+        bodies=body_count(np.asarray(mesh.faces), len(mesh.vertices)),
         base_area_mm2=base_area,
         stands=stands,
         overhang_area_mm2=overhang,
