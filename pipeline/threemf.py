@@ -70,7 +70,6 @@ def slicer_config(palette_hex: Sequence[str], settings: PrintSettings) -> str:
         f"; extruder_colour = {colours}",
         f"; filament_colour = {colours}",
         f"; nozzle_diameter = {','.join([str(NOZZLE_MM)] * count)}",
-        f"; filament_type = {';'.join(['PLA'] * count)}",
         f"; filament_density = {','.join(['1.24'] * count)}",  # PLA, so the slicer reports grams
         f"; wipe_tower = {int(count > 1)}",
         "; use_relative_e_distances = 1",  # the wipe tower needs relative E
