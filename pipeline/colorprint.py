@@ -196,7 +196,7 @@ def _weighted_kmeans(lab: np.ndarray, weight: np.ndarray, pinned: np.ndarray, k:
         centres.append(lab[np.argmax(np.sqrt(weight) * d2)])
     c = np.array(centres, np.float64)
     free = np.arange(len(c)) >= len(pinned)
-    for _ in range(KMEANS_ITERATIONS):
+    for _ in range(KMEANS_ITERATIONS if free.any() else 0):
         nearest = np.argmin(_squared_distances(lab, c), axis=1)
         mass = np.bincount(nearest, weight, minlength=len(c))
         moves = free & (mass > 0)
@@ -230,9 +230,8 @@ def _colour_samples(surface: _Surface, parts: Sequence[FigurinePart], texture: n
         px = np.stack([uv[..., 0] * (width - 1), (1.0 - uv[..., 1]) * (height - 1)], -1)
         mask = np.zeros((height, width), np.uint8)
         cv2.fillPoly(mask, list(np.rint(px).astype(np.int32)), 1)
-        # Every other texel: the same palette, a quarter of the k-means work.
-        rows, cols = np.nonzero(mask[::2, ::2])
-        colours.append(texture[::2, ::2][rows, cols])
+        rows, cols = np.nonzero(mask)
+        colours.append(texture[rows, cols])
         weights.append(np.full(len(rows), area[textured].sum() / max(len(rows), 1)))
     distinct, inverse = _distinct_colours(np.concatenate(colours))
     return distinct, np.bincount(inverse, np.concatenate(weights))
@@ -260,7 +259,7 @@ def likeness_anchors(surface: _Surface, parts: Sequence[FigurinePart], texture: 
     colour), the face's dark features (mean of its near-black texels: eyes, brows, ink
     lines), hair, then the outfit's colours by the area they cover, then the stand's."""
     anchors = [p.rgb for p in parts if p.textured]
-    texels = texture[::4, ::4].reshape(-1, 3)
+    texels = texture[::2, ::2].reshape(-1, 3)
     dark = srgb_to_lab(texels)[:, 0] < DARK_L
     if dark.any():
         anchors.append(tuple(np.rint(texels[dark].mean(axis=0)).astype(int)))
@@ -476,6 +475,9 @@ def separate_colours(
     """The figurine's solid with one of ``colors`` filament colours per triangle, or the
     nearest of the user's ``palette`` colours. ``mm_per_unit`` sizes the island limit."""
     timings: dict[str, float] = {}
+    # Every other texel: 0.11 mm at 100 mm, still finer than the refined triangles' 0.3 mm,
+    # and a quarter of the work for every texture step below.
+    texture = np.ascontiguousarray(texture[::2, ::2])
     with timed(timings, "union"):
         surface = coloured_union(parts)
     textured_part = np.array([p.textured for p in parts])

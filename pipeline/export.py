@@ -130,7 +130,7 @@ def write_colour_print(
         timings[f"threemf.{key}"] = value
     printable = printable_solid(colour.mesh, height_mm)
     with timed(timings, "threemf.printability"):
-        printability = check_printability(printable)
+        printability = check_printability(np.asarray(printable.vertices), np.asarray(printable.faces))
     with timed(timings, "threemf.write"):
         path = write_3mf(
             out_dir / THREEMF_NAME,

@@ -37,13 +37,18 @@ class PrintabilityReport:
         }
 
 
-def overhang_area(mesh: trimesh.Trimesh) -> float:
+def _normals_and_areas(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cross = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    norm = np.linalg.norm(cross, axis=1)
+    return cross / np.maximum(norm, 1e-12)[:, None], norm / 2
+
+
+def overhang_area(triangles: np.ndarray, normals: np.ndarray, areas: np.ndarray) -> float:
     """Area (mm²) of faces above the bed whose underside is steeper than OVERHANG_DEG."""
-    normals = mesh.face_normals
-    low = mesh.vertices[mesh.faces][:, :, 2].min(axis=1)
+    low = triangles[:, :, 2].min(axis=1)
     facing_down = normals[:, 2] < -np.cos(np.radians(90.0 - OVERHANG_DEG))
-    above_bed = low > mesh.bounds[0][2] + FLAT_TOLERANCE_MM
-    return float(mesh.area_faces[facing_down & above_bed].sum())
+    above_bed = low > low.min() + FLAT_TOLERANCE_MM
+    return float(areas[facing_down & above_bed].sum())
 
 
 def centre_of_mass(triangles: np.ndarray) -> np.ndarray:
@@ -62,25 +67,25 @@ def body_count(faces: np.ndarray, vertex_count: int) -> int:
     graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(vertex_count, vertex_count))
     used = np.zeros(vertex_count, bool)
     used[faces.ravel()] = True
-    count, labels = connected_components(graph, directed=False)
+    _, labels = connected_components(graph, directed=False)
     return len(np.unique(labels[used]))
 
 
-def check_printability(mesh: trimesh.Trimesh) -> PrintabilityReport:
-    """Bodies, flat base, balance and overhangs of a z-up solid standing on z = 0."""
-    z0 = mesh.bounds[0][2]
-    corners_z = mesh.vertices[mesh.faces][:, :, 2]
-    on_bed = np.all(np.abs(corners_z - z0) < FLAT_TOLERANCE_MM, axis=1) & (mesh.face_normals[:, 2] < -0.99)
-    base_area = float(mesh.area_faces[on_bed].sum())
+def check_printability(vertices: np.ndarray, faces: np.ndarray) -> PrintabilityReport:
+    """Bodies, flat base, balance and overhangs of a z-up solid (mm) standing on z = 0."""
+    triangles = vertices[faces]
+    normals, areas = _normals_and_areas(triangles)
+    z0 = triangles[:, :, 2].min()
+    on_bed = np.all(np.abs(triangles[:, :, 2] - z0) < FLAT_TOLERANCE_MM, axis=1) & (normals[:, 2] < -0.99)
     stands = False
     if on_bed.any():
-        footprint = mesh.vertices[np.unique(mesh.faces[on_bed])][:, :2]
+        footprint = vertices[np.unique(faces[on_bed])][:, :2]
         hull = footprint[ConvexHull(footprint).vertices]
-        stands = bool(PolygonPath(hull).contains_point(centre_of_mass(mesh.vertices[mesh.faces])[:2]))
-    overhang = overhang_area(mesh)
+        stands = bool(PolygonPath(hull).contains_point(centre_of_mass(triangles)[:2]))
+    overhang = overhang_area(triangles, normals, areas)
     return PrintabilityReport(
-        bodies=body_count(np.asarray(mesh.faces), len(mesh.vertices)),
-        base_area_mm2=base_area,
+        bodies=body_count(faces, len(vertices)),
+        base_area_mm2=float(areas[on_bed].sum()),
         stands=stands,
         overhang_area_mm2=overhang,
         needs_supports=overhang > SUPPORT_AREA_MM2,

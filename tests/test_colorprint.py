@@ -265,7 +265,7 @@ def test_choose_palette_keeps_a_small_dark_feature():
 
 def test_printability_of_the_default_figurine(result):
     mesh = trimesh.load(result.stl_path)
-    report = check_printability(mesh)
+    report = check_printability(np.asarray(mesh.vertices), np.asarray(mesh.faces))
     assert report.bodies == 1 and report.stands
     assert report.base_area_mm2 > 500  # the round stand: a flat bottom to stick to the bed
     assert report.needs_supports  # the chibi head overhangs the neck
