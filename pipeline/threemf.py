@@ -110,17 +110,18 @@ def model_xml(
         "   <mesh>\n"
         "    <vertices>\n"
     )
-    # One %-format over all numbers: 10x faster than formatting vertex by vertex.
-    vertex_xml = ('     <vertex x="%.4f" y="%.4f" z="%.4f"/>\n' * len(vertices_mm)) % tuple(
+    # One %-format over all numbers: 10x faster than formatting vertex by vertex. The
+    # vertex and triangle lines go unindented: a quarter less XML to format and deflate.
+    vertex_xml = ('<vertex x="%.4f" y="%.4f" z="%.4f"/>\n' * len(vertices_mm)) % tuple(
         np.asarray(vertices_mm, np.float64).ravel().tolist()
     )
     if painted:
-        line = '     <triangle v1="%d" v2="%d" v3="%d" pid="1" p1="%d" slic3rpe:mmu_segmentation="%s"/>\n'
+        line = '<triangle v1="%d" v2="%d" v3="%d" pid="1" p1="%d" slic3rpe:mmu_segmentation="%s"/>\n'
         codes = np.array([mmu_segmentation_code(i + 1) for i in range(len(palette_hex))], dtype=object)
         table = np.empty((len(faces), 5), dtype=object)
         table[:, 4] = codes[labels]
     else:
-        line = '     <triangle v1="%d" v2="%d" v3="%d" pid="1" p1="%d"/>\n'
+        line = '<triangle v1="%d" v2="%d" v3="%d" pid="1" p1="%d"/>\n'
         table = np.empty((len(faces), 4), dtype=object)
     table[:, :3] = faces
     table[:, 3] = labels
