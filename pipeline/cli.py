@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from pipeline.colorprint import DEFAULT_COLORS, check_colors, parse_palette
 from pipeline.config import Config
 from pipeline.errors import ToonforgeError
 from pipeline.runner import Options, resolve_options, run
@@ -31,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--height-mm", type=float, default=None,
                         help="printed height of the figurine (default 100)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--colors", default=str(DEFAULT_COLORS), metavar="N",
+                        help=f"filament colours in figurine.3mf, 1-8 (default {DEFAULT_COLORS}; 1 = plain)")
+    parser.add_argument("--palette", default=None, metavar='"#HEX,#HEX"',
+                        help="your own filament colours; each triangle takes the nearest (sets --colors)")
     return parser
 
 
@@ -46,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         height_mm=args.height_mm,
     )
     try:
+        # --colors is read as text so that "four" gets the same one-line error as "9".
+        options = replace(options, colors=check_colors(args.colors),
+                          palette=parse_palette(args.palette) if args.palette is not None else None)
         options = resolve_options(options, config)
     except ToonforgeError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)

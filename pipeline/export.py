@@ -1,18 +1,23 @@
-"""Stage 5: write the figurine files: textured GLB, printable STL, preview render, report."""
+"""Stage 5: write the figurine files: textured GLB, printable STL, colour-print 3MF,
+preview renders, report."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import trimesh
 from PIL import Image
 
 from pipeline.body import FigurinePart, transformed
+from pipeline.colorprint import DEFAULT_COLORS, ColourPrint, separate_colours
 from pipeline.fusion import FusionResult
+from pipeline.printability import PrintabilityReport, check_printability
 from pipeline.render import get_renderer
+from pipeline.threemf import PrintSettings, write_3mf
 from pipeline.timing import timed
 
 GLB_NAME = "figurine.glb"
@@ -20,9 +25,38 @@ STL_NAME = "figurine.stl"
 PREVIEW_NAME = "preview.png"
 STYLIZED_NAME = "stylized.png"
 REPORT_NAME = "report.json"
+THREEMF_NAME = "figurine.3mf"
+PRINT_PREVIEW_NAME = "print_preview.png"
 
 # Figure space is y-up (glTF); slicers expect z-up.
 Y_UP_TO_Z_UP = trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0])
+
+
+@dataclass(frozen=True)
+class FilamentColour:
+    """One filament of the colour print: sRGB hex and its share of the surface."""
+
+    hex: str
+    share: float
+
+    def to_dict(self) -> dict:
+        return {"hex": self.hex, "share": round(self.share, 4)}
+
+
+@dataclass(frozen=True)
+class ColourPrintSummary:
+    """What ``figurine.3mf`` holds: its filaments, its size and whether it prints as is."""
+
+    palette: list[FilamentColour]
+    triangles: int
+    printability: PrintabilityReport
+
+    def to_dict(self) -> dict:
+        return {
+            "colors": [c.to_dict() for c in self.palette],
+            "triangles": self.triangles,
+            "printability": self.printability.to_dict(),
+        }
 
 
 @dataclass
@@ -33,6 +67,9 @@ class ExportResult:
     stylized_path: Path
     height_mm: float
     timings_ms: dict[str, float] = field(default_factory=dict)
+    threemf_path: Path | None = None
+    print_preview_path: Path | None = None
+    colour_print: ColourPrintSummary | None = None
 
 
 def figure_scene(parts: list[FigurinePart], metres: float) -> trimesh.Scene:
@@ -68,13 +105,53 @@ def printable_solid(solid: trimesh.Trimesh, height_mm: float) -> trimesh.Trimesh
     return mesh
 
 
+def colour_print_parts(colour: ColourPrint) -> list[FigurinePart]:
+    """The quantised model as one flat-coloured part per filament, for the renderer."""
+    return [
+        FigurinePart(f"filament_{i + 1}", trimesh.Trimesh(colour.mesh.vertices, colour.mesh.faces[colour.labels == i], process=False), tuple(int(c) for c in rgb))
+        for i, rgb in enumerate(colour.palette_rgb)
+        if np.any(colour.labels == i)
+    ]
+
+
+def write_colour_print(
+    fusion: FusionResult,
+    out_dir: Path,
+    height_mm: float,
+    colors: int,
+    palette: Sequence[str] | None,
+    timings: dict[str, float],
+) -> tuple[Path, ColourPrint, PrintabilityReport]:
+    """``figurine.3mf``: the solid split into filament colours, painted for PrusaSlicer."""
+    figure_height = float(fusion.solid.extents[1])
+    colour = separate_colours(fusion.parts, fusion.head.texture, colors, palette, height_mm / figure_height)
+    for key, value in colour.timings_ms.items():
+        timings[f"threemf.{key}"] = value
+    printable = printable_solid(colour.mesh, height_mm)
+    with timed(timings, "threemf.printability"):
+        printability = check_printability(np.asarray(printable.vertices), np.asarray(printable.faces))
+    with timed(timings, "threemf.write"):
+        path = write_3mf(
+            out_dir / THREEMF_NAME,
+            printable.vertices,
+            printable.faces,
+            colour.labels,
+            colour.palette_hex(),
+            PrintSettings(supports=printability.needs_supports),
+        )
+    return path, colour, printability
+
+
 def export_figurine(
     fusion: FusionResult,
     stylized: np.ndarray,
     out_dir: Path,
     height_mm: float,
+    colors: int = DEFAULT_COLORS,
+    palette: Sequence[str] | None = None,
 ) -> ExportResult:
-    """Write the GLB, STL, stylized image and preview render into ``out_dir``."""
+    """Write the GLB, STL, colour 3MF, stylized image and preview renders into ``out_dir``.
+    ``palette`` (the user's "#rrggbb" filaments) overrides ``colors``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     with timed(timings, "files"):
@@ -95,6 +172,13 @@ def export_figurine(
             # Rendered here, not alongside fusion on the render thread: overlapping them saved no
             # wall time (both need the GIL for pyrender's Python side) and cost 15% more CPU.
             Image.fromarray(get_renderer().render(fusion.parts)).save(preview_path, compress_level=1)
+
+        with timed(timings, "threemf"):
+            threemf_path, colour, printability = write_colour_print(fusion, out_dir, height_mm, colors, palette, timings)
+        with timed(timings, "print_preview"):
+            print_preview_path = out_dir / PRINT_PREVIEW_NAME
+            image = get_renderer().render(colour_print_parts(colour))
+            Image.fromarray(image).save(print_preview_path, compress_level=1)
     return ExportResult(
         glb_path=glb_path,
         stl_path=stl_path,
@@ -102,6 +186,13 @@ def export_figurine(
         stylized_path=stylized_path,
         height_mm=height_mm,
         timings_ms=timings,
+        threemf_path=threemf_path,
+        print_preview_path=print_preview_path,
+        colour_print=ColourPrintSummary(
+            palette=[FilamentColour(h, float(s)) for h, s in zip(colour.palette_hex(), colour.shares())],
+            triangles=len(colour.mesh.faces),
+            printability=printability,
+        ),
     )
 
 

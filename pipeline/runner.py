@@ -7,16 +7,17 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from functools import cache
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
+from pipeline.colorprint import DEFAULT_COLORS, check_colors, parse_palette
 from pipeline.config import Config
 from pipeline.errors import OptionError
-from pipeline.export import REPORT_NAME, export_figurine, write_report
+from pipeline.export import REPORT_NAME, ColourPrintSummary, export_figurine, write_report
 from pipeline.fusion import fuse_template, start_manifold_single_threaded
 from pipeline.landmarks import FaceAnalysis, detect_landmarks
 from pipeline.quality import QualityReport
@@ -39,13 +40,17 @@ MAX_SEED = 2**32 - 1
 
 @dataclass(frozen=True)
 class Options:
-    """What the user chose. ``backend=None`` and ``height_mm=None`` mean the configured default."""
+    """What the user chose. ``backend=None`` and ``height_mm=None`` mean the configured default.
+    ``colors`` filament colours for the 3MF (1-8), or ``palette``, the user's own filament
+    colours ("#rrggbb" each), which sets ``colors`` to its length."""
 
     template: str = "default"
     style: str = "toon"
     backend: str | None = None
     seed: int = 0
     height_mm: float | None = None
+    colors: int = DEFAULT_COLORS
+    palette: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class FigurineResult:
     quality: QualityReport
     timings_ms: dict[str, float] = field(default_factory=dict)
     _stylized: np.ndarray | None = field(default=None, repr=False, compare=False)
+    threemf_path: Path | None = None
+    print_preview_path: Path | None = None
+    colour_print: ColourPrintSummary | None = None
 
     @property
     def stylized(self) -> np.ndarray:
@@ -104,6 +112,7 @@ class FigurineResult:
             "style": self.style,
             "backend": self.backend,
             "height_mm": self.height_mm,
+            "print": self.colour_print.to_dict() if self.colour_print else None,
         }
 
 
@@ -120,8 +129,12 @@ def resolve_options(options: Options, config: Config) -> Options:
         )
     if not 0 <= int(options.seed) <= MAX_SEED:
         raise OptionError(f"Seed must be between 0 and {MAX_SEED}.")
+    palette = parse_palette(options.palette) if options.palette else None
+    colors = len(palette) if palette else check_colors(options.colors)
     require_available(stylizer)
-    return Options(options.template, options.style, backend, int(options.seed), height)
+    return replace(
+        options, backend=backend, seed=int(options.seed), height_mm=height, colors=colors, palette=palette
+    )
 
 
 class _Clock:
@@ -220,7 +233,9 @@ def _run_stages(
     clock.add_substages("fusion", fusion.timings_ms)
     # 6. export
     with clock.stage("export"):
-        files = export_figurine(fusion, styled.image, out_dir, options.height_mm)
+        files = export_figurine(
+            fusion, styled.image, out_dir, options.height_mm, colors=options.colors, palette=options.palette
+        )
     clock.add_substages("export", files.timings_ms)
 
     return FigurineResult(
@@ -244,4 +259,7 @@ def _run_stages(
         quality=fusion.quality,
         timings_ms=clock.timings,
         _stylized=styled.image,
+        threemf_path=files.threemf_path,
+        print_preview_path=files.print_preview_path,
+        colour_print=files.colour_print,
     )

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ def result(astronaut, session_config, tmp_path_factory):
 
 
 def test_all_files_written(result):
-    for name in ["figurine.glb", "figurine.stl", "preview.png", "stylized.png", "report.json"]:
+    for name in ["figurine.glb", "figurine.stl", "figurine.3mf", "preview.png", "print_preview.png",
+                 "stylized.png", "report.json"]:
         assert (result.out_dir / name).stat().st_size > 1000 or name == "report.json"
 
 
@@ -57,3 +59,25 @@ def test_report_contents(result):
     assert report["template"] == "superhero" and report["style"] == "toon" and report["backend"] == "cpu"
     assert report["face"]["count"] == 1 and set(report["face"]["pose"]) == {"yaw", "pitch", "roll"}
     assert 0 <= report["quality"]["score"] <= 100
+
+
+def test_colour_3mf_of_the_superhero(result):
+    """The 3MF beside the STL: the same 120 mm solid, four filaments, PrusaSlicer's painting."""
+    import zipfile
+
+    assert result.threemf_path == result.out_dir / "figurine.3mf"
+    assert result.print_preview_path == result.out_dir / "print_preview.png"
+    with zipfile.ZipFile(result.threemf_path) as archive:
+        assert {"3D/3dmodel.model", "Metadata/Slic3r_PE.config", "[Content_Types].xml", "_rels/.rels"} <= set(
+            archive.namelist()
+        )
+        xml = archive.read("3D/3dmodel.model").decode()
+    assert 'unit="millimeter"' in xml and xml.count("<object ") == 1
+    assert xml.count("slic3rpe:mmu_segmentation=") == xml.count("<triangle ") == result.colour_print.triangles
+    zs = [float(z) for z in re.findall(r' z="([-0-9.]+)"', xml)]
+    assert min(zs) == pytest.approx(0.0, abs=1e-3) and max(zs) == pytest.approx(120.0, rel=1e-3)
+    report = json.loads(result.report_path.read_text())
+    colours = report["print"]["colors"]
+    assert len(colours) == 4 and all(re.fullmatch(r"#[0-9a-f]{6}", c["hex"]) for c in colours)
+    assert sum(c["share"] for c in colours) == pytest.approx(1.0, abs=1e-3)
+    assert report["timings_ms"]["export.threemf"] > 0

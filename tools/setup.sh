@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything Toonforge needs on a Debian machine, idempotently and quickly when done.
 #   tools/setup.sh          runtime: Debian packages from packages.txt, .venv with requirements.txt
-#   tools/setup.sh --dev    also the test tools: pytest, Playwright, Debian's Chromium
+#   tools/setup.sh --dev    also the test tools: pytest, Playwright, lib3mf, Debian's Chromium and
+#                           PrusaSlicer (its CLI slices headless, no X server needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,7 @@ dev=0
 [[ "${1:-}" == "--dev" ]] && dev=1
 
 apt_packages=$(grep -vE '^\s*(#|$)' packages.txt | tr '\n' ' ')
-[[ $dev == 1 ]] && apt_packages="$apt_packages chromium fonts-dejavu-core"
+[[ $dev == 1 ]] && apt_packages="$apt_packages chromium fonts-dejavu-core prusa-slicer"
 missing=""
 for pkg in $apt_packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
