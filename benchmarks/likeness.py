@@ -583,7 +583,10 @@ def report_json(result: BenchmarkResult, label: str | None) -> dict:
     }
 
 
-def markdown(result: BenchmarkResult, label: str | None, sheet_name: str, json_name: str) -> str:
+def markdown(
+    result: BenchmarkResult, label: str | None, sheet_name: str, json_name: str, before: dict | None = None
+) -> str:
+    """``docs/likeness.md``; ``before`` (an earlier run's JSON) adds its medians for comparison."""
     summary = result.summary()
     stranger = result.stranger_distances()
     title = f" ({label})" if label else ""
@@ -601,15 +604,20 @@ def markdown(result: BenchmarkResult, label: str | None, sheet_name: str, json_n
         + (f" --label {label}" if label else "")
         + f"`; raw figures in [`benchmarks/results/{json_name}`](../benchmarks/results/{json_name}).",
         "",
-        "| render | median distance | target | face found | nearest to own photo |",
-        "|---|---|---|---|---|",
+        "| render | median distance | target | face found | nearest to own photo |"
+        + (" before: median, found, nearest |" if before else ""),
+        "|---|---|---|---|---|" + ("---|" if before else ""),
     ]
     for kind in KINDS:
         s = summary[kind]
-        lines.append(
+        row = (
             f"| {KIND_TITLES[kind]} | {s['median_distance']:.2f} | ≤ {s['target_median']:.2f} | "
             f"{s['faces_found']} of {s['people']} | {s['nearest_own']} of {s['people']} |"
         )
+        if before:
+            b = before["summary"][kind]
+            row += f" {b['median_distance']:.2f}, {b['faces_found']} of {b['people']}, {b['nearest_own']} of {b['people']} |"
+        lines.append(row)
     lines += [
         "",
         "Per person (distance to own photo; ✓ = nearer to own photo than to every other person's; "
@@ -659,8 +667,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     MEDIA_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / json_name).write_text(json.dumps(report_json(result, args.label), indent=2), encoding="utf-8")
-    sheet.save(MEDIA_DIR / sheet_name, optimize=True)
-    args.doc.write_text(markdown(result, args.label, sheet_name, json_name), encoding="utf-8")
+    # 256 dithered colours: a third of the bytes of a full-colour PNG, relief still readable.
+    sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+        MEDIA_DIR / sheet_name, optimize=True
+    )
+    before_path = RESULTS_DIR / "likeness_before.json"
+    before = None
+    if args.label != "before" and before_path.exists():
+        before = json.loads(before_path.read_text(encoding="utf-8"))
+    args.doc.write_text(markdown(result, args.label, sheet_name, json_name, before), encoding="utf-8")
 
     for kind, s in result.summary().items():
         print(
