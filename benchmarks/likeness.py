@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -35,7 +36,6 @@ import struct
 import sys
 import tempfile
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -126,23 +126,29 @@ class FaceModels:
     recogniser: object
 
 
+# The files behind face_recognition_models' pose_predictor_five_point_model_location() and
+# face_recognition_model_location(). Found without importing the package: its __init__ imports
+# pkg_resources, which setuptools >= 81 no longer ships.
+FIVE_POINT_MODEL = "shape_predictor_5_face_landmarks.dat"
+RESNET_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+
+
 @cache
 def face_models() -> FaceModels:
     """dlib's detector and the two models shipped in ``face_recognition_models``; loaded on first use."""
-    try:
-        import dlib
-        with warnings.catch_warnings():  # the package imports the deprecated pkg_resources
-            warnings.simplefilter("ignore")
-            import face_recognition_models as models
-    except ImportError as exc:
+    missing = [name for name in ("dlib", "face_recognition_models") if importlib.util.find_spec(name) is None]
+    if missing:
         raise RuntimeError(
-            "The likeness measure needs the dev dependencies dlib-bin and face_recognition_models "
-            "(pip install -r requirements-dev.txt)."
-        ) from exc
+            f"The likeness measure needs the dev dependencies {' and '.join(missing)} "
+            "(pip install -r requirements-dev.txt; dlib comes from the dlib-bin wheel)."
+        )
+    import dlib
+
+    models = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
     return FaceModels(
         detector=dlib.get_frontal_face_detector(),
-        shape_predictor=dlib.shape_predictor(models.pose_predictor_five_point_model_location()),
-        recogniser=dlib.face_recognition_model_v1(models.face_recognition_model_location()),
+        shape_predictor=dlib.shape_predictor(str(models / FIVE_POINT_MODEL)),
+        recogniser=dlib.face_recognition_model_v1(str(models / RESNET_MODEL)),
     )
 
 
@@ -231,9 +237,9 @@ def _glb_geometry(glb_path: Path) -> dict[str, trimesh.Trimesh]:
     return parts
 
 
-def head_box_from_glb(glb_path: Path) -> HeadBox:
+def head_box_from_glb(glb_path: Path, parts: dict[str, trimesh.Trimesh] | None = None) -> HeadBox:
     """The head part's bounds, grown to include the hair part when there is one."""
-    parts = _glb_geometry(glb_path)
+    parts = _glb_geometry(glb_path) if parts is None else parts
     if "head" not in parts:
         raise ValueError(f"{glb_path} has no part named 'head' (parts: {sorted(parts)})")
     names = [n for n in ("head", "hair") if n in parts]
@@ -319,8 +325,9 @@ def render_stl_grey(
     mesh = stl_in_figure_space(Path(stl_path))
     lo, hi = mesh.bounds
     if glb_path is not None:
-        glb_box = head_box_from_glb(Path(glb_path))
-        glb_bounds = np.vstack([m.bounds for m in _glb_geometry(Path(glb_path)).values()])
+        parts = _glb_geometry(Path(glb_path))
+        glb_box = head_box_from_glb(Path(glb_path), parts)
+        glb_bounds = np.vstack([m.bounds for m in parts.values()])
         glb_lo, glb_hi = glb_bounds.min(axis=0), glb_bounds.max(axis=0)
         scale = (hi[1] - lo[1]) / (glb_hi[1] - glb_lo[1])
         # Both files are centred the same way in x and z and stand on the ground.
@@ -363,7 +370,8 @@ def figurine_hair_rgb(glb_path: Path) -> np.ndarray | None:
     if node is None:
         return None
     primitive = gltf["meshes"][node["mesh"]]["primitives"][0]
-    pbr = gltf["materials"][primitive["material"]].get("pbrMetallicRoughness", {}) if "material" in primitive else {}
+    material = gltf["materials"][primitive["material"]] if "material" in primitive else {}
+    pbr = material.get("pbrMetallicRoughness", {})
     linear = np.asarray(pbr.get("baseColorFactor", [1.0, 1.0, 1.0, 1.0]), dtype=np.float64)[:3]
     if "baseColorTexture" in pbr:
         hair = _glb_geometry(Path(glb_path))["hair"]
@@ -372,7 +380,8 @@ def figurine_hair_rgb(glb_path: Path) -> np.ndarray | None:
         uv = np.asarray(hair.visual.uv) % 1.0
         sampled = texture[((1 - uv[:, 1]) * (h - 1)).astype(int), (uv[:, 0] * (w - 1)).astype(int)]
         # The texture holds sRGB; the factor multiplies it in linear light.
-        linear = linear * np.where(sampled <= 0.04045, sampled / 12.92, ((sampled + 0.055) / 1.055) ** 2.4).mean(axis=0)
+        decoded = np.where(sampled <= 0.04045, sampled / 12.92, ((sampled + 0.055) / 1.055) ** 2.4)
+        linear = linear * decoded.mean(axis=0)
     return _srgb_from_linear(linear)
 
 
@@ -420,20 +429,23 @@ def _downscaled(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(pil)
 
 
-def make_renders(person: Person, out_dir: Path, options=None) -> PersonRenders:
-    """Run the real pipeline on the person's photo and render the three compared images."""
-    from pipeline.runner import Options, run
+def make_renders(person: Person, out_dir: Path) -> PersonRenders:
+    """Run the real pipeline (default options) on the person's photo and render the three
+    compared images."""
+    from pipeline.runner import run  # imported here: the render and measure helpers need no pipeline
 
     timings: dict[str, float] = {}
     photo = load_photo(person)
     with timed(timings, "pipeline"):
-        result = run(photo, options or Options(), out_dir=out_dir)
+        result = run(photo, out_dir=out_dir)
     with timed(timings, "render_figurine"):
         figurine = render_figurine_front(result.glb_path)
     with timed(timings, "render_grey"):
         grey = render_stl_grey(result.stl_path, result.glb_path)
     images = {"cartoon": _downscaled(result.stylized, CARTOON_MAX_SIDE), "figurine": figurine, "grey": grey}
-    return PersonRenders(person, photo, out_dir, result.glb_path, result.stl_path, result.height_mm, images, timings)
+    return PersonRenders(
+        person, photo, out_dir, result.glb_path, result.stl_path, result.height_mm, images, timings
+    )
 
 
 @dataclass
@@ -473,7 +485,9 @@ def measure_person(renders: PersonRenders, photo_descriptors: dict[str, np.ndarr
     delta = None
     if reference is not None and figurine_rgb is not None:
         delta = hair_delta_e(reference, figurine_rgb)
-    return PersonMeasure(own, photo_descriptors.get(own) is not None, kinds, delta, figurine_rgb is not None, timings)
+    return PersonMeasure(
+        own, photo_descriptors.get(own) is not None, kinds, delta, figurine_rgb is not None, timings
+    )
 
 
 def photo_descriptors(people: Sequence[Person]) -> dict[str, np.ndarray | None]:
@@ -503,7 +517,11 @@ class BenchmarkResult:
     def stranger_distances(self) -> dict[str, float]:
         """How far apart two different people's photos are: the scale distances are read on."""
         values = [v for a, row in self.photo_distances.items() for b, v in row.items() if a < b]
-        return {"min": round(min(values), 3), "median": round(float(np.median(values)), 3), "max": round(max(values), 3)}
+        return {
+            "min": round(min(values), 3),
+            "median": round(float(np.median(values)), 3),
+            "max": round(max(values), 3),
+        }
 
 
 def run_benchmark(people: Sequence[Person], work_dir: Path) -> BenchmarkResult:
@@ -550,7 +568,8 @@ def picture_sheet(result: BenchmarkResult, tile: int = 200) -> Image.Image:
         for c, kind in enumerate(KINDS, start=1):
             sheet.paste(_tile(renders.images[kind], tile), (c * tile, y))
             k = measure.kinds[kind]
-            text = f"{k.distance:.2f}" + ("  nearest" if k.nearest_own else "") + ("" if k.face_found else "  no face")
+            text = f"{k.distance:.2f}" + ("  nearest" if k.nearest_own else "")
+            text += "" if k.face_found else "  no face"
             draw.text((c * tile + 4, y + tile + 2), text, fill=(0, 110, 0) if k.nearest_own else (170, 0, 0))
     return sheet
 
@@ -616,7 +635,8 @@ def markdown(
         )
         if before:
             b = before["summary"][kind]
-            row += f" {b['median_distance']:.2f}, {b['faces_found']} of {b['people']}, {b['nearest_own']} of {b['people']} |"
+            n = b["people"]
+            row += f" {b['median_distance']:.2f}, {b['faces_found']} of {n}, {b['nearest_own']} of {n} |"
         lines.append(row)
     lines += [
         "",
@@ -666,7 +686,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     MEDIA_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / json_name).write_text(json.dumps(report_json(result, args.label), indent=2), encoding="utf-8")
+    report = json.dumps(report_json(result, args.label), indent=2)
+    (RESULTS_DIR / json_name).write_text(report, encoding="utf-8")
     # 256 dithered colours: a third of the bytes of a full-colour PNG, relief still readable.
     sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
         MEDIA_DIR / sheet_name, optimize=True
@@ -679,11 +700,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for kind, s in result.summary().items():
         print(
-            f"{KIND_TITLES[kind]:>17}: median {s['median_distance']:.3f} (target ≤ {s['target_median']:.2f}), "
+            f"{KIND_TITLES[kind]:>17}: median {s['median_distance']:.3f} "
+            f"(target ≤ {s['target_median']:.2f}), "
             f"face found {s['faces_found']}/{s['people']}, nearest own photo {s['nearest_own']}/{s['people']}"
         )
     print(f"stranger photo distances: {result.stranger_distances()}")
-    print(f"total {total['total'] / 1000:.1f} s for {len(people)} people; wrote {json_name}, {sheet_name}, {args.doc.name}")
+    print(
+        f"total {total['total'] / 1000:.1f} s for {len(people)} people; "
+        f"wrote {json_name}, {sheet_name}, {args.doc.name}"
+    )
     return 0
 
 

@@ -54,8 +54,11 @@ def _candidate_pairs_near(
     near = cKDTree(centres[small]).query_ball_point(origins + directions * (max_distance / 2), reach)
     counts = np.fromiter((len(n) for n in near), dtype=np.int64, count=len(near))
     ray_i = np.repeat(np.arange(len(origins)), counts)
-    tri_i = small[np.concatenate([np.asarray(n, dtype=np.int64) for n in near])] if counts.sum() else small[:0]
-    ray_big, tri_big = next(_candidate_pairs_all(triangles[large], origins, directions, max_distance, len(origins)))
+    flat = np.concatenate([np.asarray(n, dtype=np.int64) for n in near]) if counts.sum() else small[:0]
+    tri_i = small[flat]
+    all_rays = len(origins)  # one chunk: the large triangles are few
+    pairs = _candidate_pairs_all(triangles[large], origins, directions, max_distance, all_rays)
+    ray_big, tri_big = next(pairs)
     return np.concatenate([ray_i, ray_big]), np.concatenate([tri_i, large[tri_big]])
 
 
@@ -141,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-mm", type=float, default=MIN_WALL_MM)
     parser.add_argument("--max-distance", type=float, default=None, help="follow rays this far (faster)")
     args = parser.parse_args(argv)
-    walls = wall_thickness(trimesh.load(args.mesh, force="mesh"), args.samples, max_distance=args.max_distance)
+    mesh = trimesh.load(args.mesh, force="mesh")
+    walls = wall_thickness(mesh, args.samples, max_distance=args.max_distance)
     thin = walls.thinner_than(args.limit_mm)
     print(
         f"min {walls.min:.2f}  p1 {walls.p1:.2f}  "

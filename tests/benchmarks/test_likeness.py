@@ -112,25 +112,12 @@ def test_figurine_hair_colour_is_read_from_the_glb_as_a_viewer_shows_it(tmp_path
     path = tmp_path / "parts.glb"
     scene.export(path, file_type="glb")
     srgb = figurine_hair_rgb(path)
-    expected = np.where(np.array(linear[:3]) <= 0.0031308, 0, 1.055 * np.array(linear[:3]) ** (1 / 2.4) - 0.055)
+    expected = 1.055 * np.array(linear[:3]) ** (1 / 2.4) - 0.055  # sRGB encoding (all above its linear toe)
     np.testing.assert_allclose(srgb, expected, atol=2 / 255)  # the GLB may store 8-bit colours
     no_hair = trimesh.Scene()
     no_hair.add_geometry(trimesh.creation.box(), node_name="head", geom_name="head")
     no_hair.export(tmp_path / "bald.glb", file_type="glb")
     assert figurine_hair_rgb(tmp_path / "bald.glb") is None
-
-
-def test_wall_thickness_finds_a_thin_plate_and_passes_a_thick_block():
-    plate = trimesh.creation.box(extents=(20.0, 20.0, 0.8))
-    block = trimesh.creation.box(extents=(20.0, 20.0, 5.0))
-    thin, thick = wall_thickness(plate, 500, max_distance=3.0), wall_thickness(block, 500, max_distance=3.0)
-    assert thin.min == pytest.approx(0.8, abs=1e-3) and thin.thinner_than(MIN_WALL_MM) > 300
-    assert thick.thinner_than(MIN_WALL_MM) == 0 and thick.min > 3.0  # every ray goes past 3 mm...
-    assert wall_thickness(block, 500).min == pytest.approx(5.0, abs=1e-3)  # ...and ends at 5 mm
-    shell = trimesh.creation.icosphere(subdivisions=4, radius=10.0).difference(
-        trimesh.creation.icosphere(subdivisions=4, radius=9.0)
-    )
-    assert wall_thickness(shell, 500, max_distance=3.0).p1 == pytest.approx(1.0, abs=0.15)
 
 
 # --------------------------------------------------------------------------- the figurines
@@ -155,13 +142,15 @@ def test_figurine_hair_colour_matches_the_hand_marked_hair(person_id, renders):
     assert figurine is not None, f"{person_id} has hair in the photo but the figurine has no 'hair' part"
     delta = hair_delta_e(photo_hair_lab(person, renders[person_id].photo), figurine)
     assert delta <= HAIR_DELTA_E_LIMIT, (
-        f"{person_id}: hair ΔE2000 {delta:.1f} > {HAIR_DELTA_E_LIMIT}; figurine sRGB {np.round(figurine * 255)}"
+        f"{person_id}: hair ΔE2000 {delta:.1f} > {HAIR_DELTA_E_LIMIT}; "
+        f"figurine sRGB {np.round(figurine * 255)}"
     )
 
 
 @pytest.mark.parametrize("person_id", BALD)
 def test_bald_head_gets_no_hair_volume(person_id, renders):
-    assert figurine_hair_rgb(renders[person_id].glb_path) is None, f"{person_id} is bald but got a 'hair' part"
+    hair = figurine_hair_rgb(renders[person_id].glb_path)
+    assert hair is None, f"{person_id} is bald but got a 'hair' part"
 
 
 @pytest.mark.parametrize("person_id", IDS)
