@@ -3,7 +3,8 @@
 The real pipeline runs once per test portrait in ``assets/people/`` (module-scoped fixture); the
 renders and measures are those of ``benchmarks/likeness.py``. The reference hair colour is the
 mean CIELAB colour inside boxes a person marked by hand on each photo (``people.json``), never
-the pipeline's own segmentation; colours are compared with CIEDE2000.
+the pipeline's own segmentation; colours are compared with CIEDE2000. A person whose hair is
+under a hat (Grace Hopper's cap) is left out of the hair-colour test: the photo shows the cap.
 """
 
 from __future__ import annotations
