@@ -52,6 +52,9 @@ import trimesh  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from pipeline.timing import timed  # noqa: E402
+from tools.fetch_test_people import CACHE_ENV as PEOPLE_CACHE_ENV  # noqa: E402
+from tools.fetch_test_people import SETUP_COMMAND as FETCH_COMMAND  # noqa: E402
+from tools.fetch_test_people import cache_dir as people_cache_dir  # noqa: E402
 
 PEOPLE_JSON = ROOT / "assets" / "people" / "people.json"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -90,15 +93,22 @@ class Person:
     occlusion: str
     licence: str
     freely_licensed: bool
+    redistributable: bool  # False: not in the repository, fetched at setup (tools/fetch_test_people.py)
 
 
-def load_people(path: Path = PEOPLE_JSON) -> list[Person]:
-    """The test people listed in ``people.json``, photos resolved next to it."""
+class MissingTestPeople(FileNotFoundError):
+    """A portrait the repository does not carry has not been fetched into the cache yet."""
+
+
+def load_people(path: Path = PEOPLE_JSON, cache: Path | None = None) -> list[Person]:
+    """The test people listed in ``people.json``: committed photos resolved next to it, the
+    others (``"redistributable": false``) in the fetch cache (``tools/fetch_test_people.py``)."""
+    cache = people_cache_dir() if cache is None else cache
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [
+    people = [
         Person(
             id=entry["id"],
-            photo_path=Path(path).parent / entry["file"],
+            photo_path=(Path(path).parent if entry["redistributable"] else cache) / entry["file"],
             hair_boxes=tuple(tuple(int(v) for v in box) for box in entry["hair_boxes"]),
             bald=bool(entry["bald"]),
             hat=bool(entry.get("hat", False)),
@@ -106,9 +116,18 @@ def load_people(path: Path = PEOPLE_JSON) -> list[Person]:
             occlusion=entry["occlusion"],
             licence=entry["licence"],
             freely_licensed=bool(entry["freely_licensed"]),
+            redistributable=bool(entry["redistributable"]),
         )
         for entry in data["people"]
     ]
+    missing = [p.id for p in people if not p.redistributable and not p.photo_path.exists()]
+    if missing:
+        raise MissingTestPeople(
+            f"{len(missing)} test portraits are not in the repository (their licence does not allow it) "
+            f"and not fetched into {cache} yet: {', '.join(missing)}. Fetch them with {FETCH_COMMAND}; "
+            f"the cache folder is ${PEOPLE_CACHE_ENV}, default ~/.cache/toonforge/people."
+        )
+    return people
 
 
 def load_photo(person: Person) -> np.ndarray:
