@@ -18,7 +18,10 @@ found counts as distance 1.0 and is never "nearest". A render is "nearest" when 
 its own person's photo than to every other test person's photo.
 
 Writes ``benchmarks/results/likeness[_LABEL].json``, ``docs/likeness.md`` and the picture sheet
-``docs/media/likeness_sheet[_LABEL].png`` (photo | cartoon | figurine | grey print per person).
+``docs/media/likeness_sheet[_LABEL].png`` (photo | cartoon | figurine | grey print per person;
+people marked ``"redistributable": false`` are measured but left off the sheet, which is public).
+Four of the photos are not in the repository: ``tools/fetch_test_people.py`` (run by
+``tools/setup.sh --dev``) fetches them into a cache outside the clone.
 The functions are importable (tests and other tools reuse them): :func:`load_people`,
 :func:`face_descriptor`, :func:`render_figurine_front`, :func:`render_stl_grey`,
 :func:`figurine_hair_rgb`, :func:`photo_hair_lab`, :func:`measure_person`, :func:`run_benchmark`.
@@ -579,15 +582,23 @@ def _tile(image: np.ndarray, size: int) -> Image.Image:
     return tile
 
 
+def pictured(result: BenchmarkResult) -> list[tuple[PersonMeasure, PersonRenders]]:
+    """The people the picture sheet shows: only those whose photo the repository may carry. The
+    cartoon and the textured figurine are the photo's own pixels, filtered and projected, so a
+    row without the photo would still copy it; the others are measured, not pictured."""
+    return [(m, r) for m, r in zip(result.people, result.renders) if r.person.redistributable]
+
+
 def picture_sheet(result: BenchmarkResult, tile: int = 200) -> Image.Image:
-    """One row per person: photo | cartoon | figurine | grey print, each with its distance."""
+    """One row per pictured person: photo | cartoon | figurine | grey print, each with its distance."""
     label_h = 18
     columns = ("photo", *KINDS)
-    sheet = Image.new("RGB", (tile * len(columns), (tile + label_h) * len(result.people) + label_h), "white")
+    rows = pictured(result)
+    sheet = Image.new("RGB", (tile * len(columns), (tile + label_h) * len(rows) + label_h), "white")
     draw = ImageDraw.Draw(sheet)
     for c, name in enumerate(("photo", "cartoon", "figurine", "grey print")):
         draw.text((c * tile + 4, 3), name, fill=(0, 0, 0))
-    for r, (measure, renders) in enumerate(zip(result.people, result.renders)):
+    for r, (measure, renders) in enumerate(rows):
         y = label_h + r * (tile + label_h)
         sheet.paste(_tile(renders.photo, tile), (0, y))
         draw.text((4, y + tile + 2), measure.id, fill=(0, 0, 0))
@@ -638,7 +649,8 @@ def markdown(
     lines = [
         f"# Likeness{title}",
         "",
-        "Does the figurine look like its owner? Each test portrait in `assets/people/` goes through the "
+        "Does the figurine look like its owner? Each test portrait listed in `assets/people/people.json` "
+        "(committed, or fetched at setup from the package that ships it) goes through the "
         "real pipeline (default options), and three images are compared with the photo by an independent "
         "face recogniser (dlib: HOG detector, 5-point alignment, ResNet descriptor, Euclidean distance; "
         "photo upsampled once, renders twice; no face found = 1.0). Lower is more alike. "
@@ -687,13 +699,21 @@ def markdown(
         else:
             hair = f"{m.hair_delta_e:.1f}" + (" (hat: not tested)" if person.hat else "")
         lines.append(f"| {m.id} | " + " | ".join(cells) + f" | {hair} |")
+    shown = {m.id for m, _ in pictured(result)}
+    hidden = [m.id for m in result.people if m.id not in shown]
     lines += [
         "",
-        f"![photo, cartoon, textured figurine and grey print for each test person](media/{sheet_name})",
-        "",
-        "Photos, their sources and licences: [assets/README.md](../assets/README.md).",
+        f"![photo, cartoon, textured figurine and grey print for each pictured person](media/{sheet_name})",
         "",
     ]
+    if hidden:
+        lines += [
+            f"Measured above but not pictured: {', '.join(hidden)}. This repository may not carry their "
+            "photos, and the cartoon and the textured figurine copy the photo's pixels; "
+            "`tools/fetch_test_people.py` fetches them at setup.",
+            "",
+        ]
+    lines += ["Photos, their sources and licences: [assets/README.md](../assets/README.md).", ""]
     return "\n".join(lines)
 
 

@@ -94,7 +94,7 @@ def test_hair_reference_is_the_mean_lab_colour_inside_the_boxes():
     image[:, :20] = (200, 170, 90)  # fair hair on the left, dark background on the right
     person = Person(
         id="synthetic", photo_path=PEOPLE[0].photo_path, hair_boxes=((2, 2, 18, 38),), bald=False,
-        hat=False, turned=False, occlusion="none", licence="", freely_licensed=True,
+        hat=False, turned=False, occlusion="none", licence="", freely_licensed=True, redistributable=True,
     )
     lab = photo_hair_lab(person, image)
     assert hair_delta_e(lab, np.array([200, 170, 90]) / 255.0) < 0.01
