@@ -16,8 +16,13 @@ from PIL import Image
 
 from benchmarks.likeness import (
     HAIR_DELTA_E_LIMIT,
+    KINDS,
     PHOTO_UPSAMPLE,
+    BenchmarkResult,
+    KindMeasure,
     Person,
+    PersonMeasure,
+    PersonRenders,
     descriptor_distance,
     face_descriptor,
     figurine_hair_rgb,
@@ -25,9 +30,11 @@ from benchmarks.likeness import (
     load_people,
     load_photo,
     make_renders,
+    markdown,
     measure_person,
     photo_descriptors,
     photo_hair_lab,
+    picture_sheet,
 )
 from tools.wall_thickness import MIN_WALL_MM, wall_thickness
 
@@ -119,6 +126,35 @@ def test_figurine_hair_colour_is_read_from_the_glb_as_a_viewer_shows_it(tmp_path
     no_hair.add_geometry(trimesh.creation.box(), node_name="head", geom_name="head")
     no_hair.export(tmp_path / "bald.glb", file_type="glb")
     assert figurine_hair_rgb(tmp_path / "bald.glb") is None
+
+
+def test_the_public_picture_sheet_shows_only_people_the_repository_may_carry(tmp_path):
+    """Measured, yes; pictured, no: the sheet is committed and the cartoon copies the photo."""
+    people = [
+        Person(
+            id=pid, photo_path=tmp_path / f"{pid}.jpg", hair_boxes=(), bald=False, hat=False, turned=False,
+            occlusion="none", licence="", freely_licensed=free, redistributable=free,
+        )
+        for pid, free in (("free_a", True), ("still_b", False), ("free_c", True))
+    ]
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[..., 0] = 255
+    measures, renders = [], []
+    for person in people:
+        kinds = {k: KindMeasure(True, 0.5, True, {person.id: 0.5}) for k in KINDS}
+        measures.append(PersonMeasure(person.id, True, kinds, None, False, {}))
+        photo = red if not person.redistributable else np.full((64, 64, 3), 90, np.uint8)
+        renders.append(
+            PersonRenders(person, photo, tmp_path, tmp_path, tmp_path, 100.0, {k: photo for k in KINDS})
+        )
+    distances = {a.id: {b.id: 0.0 if a is b else 0.9 for b in people} for a in people}
+    result = BenchmarkResult(measures, renders, distances, {})
+    sheet = np.asarray(picture_sheet(result, tile=50))
+    assert sheet.shape[0] == 18 + 2 * (50 + 18)  # two rows, not three
+    red_pixels = (sheet[..., 0] > 200) & (sheet[..., 1] < 50)
+    assert not red_pixels.any(), "the non-redistributable person's images are on the sheet"
+    doc = markdown(result, None, "sheet.png", "likeness.json")
+    assert "| still_b |" in doc and "Measured above but not pictured: still_b." in doc
 
 
 # --------------------------------------------------------------------------- the figurines
