@@ -72,6 +72,10 @@ def slicer_config(palette_hex: Sequence[str], settings: PrintSettings) -> str:
         f"; nozzle_diameter = {','.join([str(NOZZLE_MM)] * count)}",
         f"; filament_density = {','.join(['1.24'] * count)}",  # PLA, so the slicer reports grams
         f"; wipe_tower = {int(count > 1)}",
+        # Purge volumes per tool pair: PrusaSlicer's defaults are sized for 4 tools, and its
+        # CLI does not resize them (8 tools crashed it); its GUI's defaults: 140 mm³ a change.
+        f"; wiping_volumes_matrix = {','.join('0' if i == j else '140' for i in range(count) for j in range(count))}",
+        f"; wiping_volumes_extruders = {','.join(['70,70'] * count)}",
         "; use_relative_e_distances = 1",  # the wipe tower needs relative E
         f"; support_material = {int(settings.supports)}",
         "; support_material_auto = 1",
