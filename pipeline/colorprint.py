@@ -3,9 +3,11 @@ colours on every triangle.
 
 Steps: (1) union the parts with Manifold, carrying each vertex's texture UV and part index as
 extra vertex properties, so every triangle of the solid knows where its colour comes from;
-(2) choose N filament colours by area-weighted k-means in CIELAB (or take the user's);
-(3) subdivide the triangles that straddle a colour edge of the quantised texture, keeping the
-mesh watertight; (4) merge colour islands too small to print into their neighbour.
+(2) choose N filament colours in CIELAB: the colours a likeness needs first (skin, the
+face's dark features, hair, outfit), then area-weighted k-means (or take the user's colours);
+(3) quantise the head texture, dropping colour lines thinner than the nozzle, and subdivide
+the triangles that straddle a colour edge, keeping the mesh watertight; (4) merge colour
+islands too small to print into their neighbour.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ def _part_manifold(mesh: trimesh.Trimesh, index: int, uv: np.ndarray | None) -> 
 # (``body.body_meshes`` is cached), so their union is kept, keyed on the meshes' identity;
 # the entry holds the meshes, so an id is never reused while its key is stored.
 _BODY_UNIONS: dict[tuple[int, ...], tuple[tuple[trimesh.Trimesh, ...], manifold3d.Manifold]] = {}
+_MAX_BODY_UNIONS = 8  # a few templates; bounded in case a caller copies the body meshes
 PER_PHOTO_PARTS = ("hair",)  # untextured parts built for each photo
 STAND_PARTS = ("base",)
 
@@ -136,6 +139,8 @@ STAND_PARTS = ("base",)
 def _body_union(indexed: list[tuple[int, trimesh.Trimesh]]) -> manifold3d.Manifold:
     key = tuple(id(mesh) for _, mesh in indexed) + tuple(i for i, _ in indexed)
     if key not in _BODY_UNIONS:
+        if len(_BODY_UNIONS) >= _MAX_BODY_UNIONS:
+            _BODY_UNIONS.pop(next(iter(_BODY_UNIONS)))
         solids = [_part_manifold(mesh, index, None) for index, mesh in indexed]
         union = manifold3d.Manifold.batch_boolean(solids, manifold3d.OpType.Add)
         _BODY_UNIONS[key] = (tuple(mesh for _, mesh in indexed), union)
