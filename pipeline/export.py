@@ -109,10 +109,21 @@ def printable_solid(solid: trimesh.Trimesh, height_mm: float) -> trimesh.Trimesh
 def colour_print_parts(colour: ColourPrint) -> list[FigurinePart]:
     """The quantised model as one flat-coloured part per filament, for the renderer."""
     return [
-        FigurinePart(f"filament_{i + 1}", trimesh.Trimesh(colour.mesh.vertices, colour.mesh.faces[colour.labels == i], process=False), tuple(int(c) for c in rgb))
+        FigurinePart(
+            f"filament_{i + 1}",
+            trimesh.Trimesh(colour.mesh.vertices, colour.mesh.faces[colour.labels == i], process=False),
+            (int(rgb[0]), int(rgb[1]), int(rgb[2])),
+        )
         for i, rgb in enumerate(colour.palette_rgb)
         if np.any(colour.labels == i)
     ]
+
+
+@dataclass(frozen=True)
+class ColourPrintFiles:
+    threemf_path: Path
+    print_preview_path: Path
+    summary: ColourPrintSummary
 
 
 def write_colour_print(
@@ -122,25 +133,36 @@ def write_colour_print(
     colors: int,
     palette: Sequence[str] | None,
     timings: dict[str, float],
-) -> tuple[Path, ColourPrint, PrintabilityReport]:
-    """``figurine.3mf``: the solid split into filament colours, painted for PrusaSlicer."""
-    figure_height = float(fusion.solid.extents[1])
-    colour = separate_colours(fusion.parts, fusion.head.texture, colors, palette, height_mm / figure_height)
-    for key, value in colour.timings_ms.items():
-        timings[f"threemf.{key}"] = value
-    printable = printable_solid(colour.mesh, height_mm)
-    with timed(timings, "threemf.printability"):
-        printability = check_printability(np.asarray(printable.vertices), np.asarray(printable.faces))
-    with timed(timings, "threemf.write"):
-        path = write_3mf(
-            out_dir / THREEMF_NAME,
-            printable.vertices,
-            printable.faces,
-            colour.labels,
-            colour.palette_hex(),
-            PrintSettings(supports=printability.needs_supports),
-        )
-    return path, colour, printability
+) -> ColourPrintFiles:
+    """``figurine.3mf`` (the solid split into filament colours, painted for PrusaSlicer) and
+    ``print_preview.png``; their times go into ``timings`` as threemf.* and print_preview."""
+    with timed(timings, "threemf"):
+        figure_height = float(fusion.solid.extents[1])
+        colour = separate_colours(fusion.parts, fusion.head.texture, colors, palette, height_mm / figure_height)
+        for key, value in colour.timings_ms.items():
+            timings[f"threemf.{key}"] = value
+        printable = printable_solid(colour.mesh, height_mm)
+        with timed(timings, "threemf.printability"):
+            printability = check_printability(np.asarray(printable.vertices), np.asarray(printable.faces))
+        with timed(timings, "threemf.write"):
+            threemf_path = write_3mf(
+                out_dir / THREEMF_NAME,
+                printable.vertices,
+                printable.faces,
+                colour.labels,
+                colour.palette_hex(),
+                PrintSettings(supports=printability.needs_supports),
+            )
+    with timed(timings, "print_preview"):
+        print_preview_path = out_dir / PRINT_PREVIEW_NAME
+        image = get_renderer().render(colour_print_parts(colour))
+        Image.fromarray(image).save(print_preview_path, compress_level=1)
+    summary = ColourPrintSummary(
+        palette=[FilamentColour(h, float(s)) for h, s in zip(colour.palette_hex(), colour.shares())],
+        triangles=len(colour.mesh.faces),
+        printability=printability,
+    )
+    return ColourPrintFiles(threemf_path, print_preview_path, summary)
 
 
 def export_figurine(
@@ -179,12 +201,7 @@ def export_figurine(
     Image.fromarray(get_renderer().render(fusion.parts)).save(preview_path, compress_level=1)
     timings["preview"] = (time.perf_counter() - t) * 1000
 
-    with timed(timings, "threemf"):
-        threemf_path, colour, printability = write_colour_print(fusion, out_dir, height_mm, colors, palette, timings)
-    with timed(timings, "print_preview"):
-        print_preview_path = out_dir / PRINT_PREVIEW_NAME
-        image = get_renderer().render(colour_print_parts(colour))
-        Image.fromarray(image).save(print_preview_path, compress_level=1)
+    colour_files = write_colour_print(fusion, out_dir, height_mm, colors, palette, timings)
     timings["files"] = (time.perf_counter() - start) * 1000
     return ExportResult(
         glb_path=glb_path,
@@ -193,13 +210,9 @@ def export_figurine(
         stylized_path=stylized_path,
         height_mm=height_mm,
         timings_ms=timings,
-        threemf_path=threemf_path,
-        print_preview_path=print_preview_path,
-        colour_print=ColourPrintSummary(
-            palette=[FilamentColour(h, float(s)) for h, s in zip(colour.palette_hex(), colour.shares())],
-            triangles=len(colour.mesh.faces),
-            printability=printability,
-        ),
+        threemf_path=colour_files.threemf_path,
+        print_preview_path=colour_files.print_preview_path,
+        colour_print=colour_files.summary,
     )
 
 

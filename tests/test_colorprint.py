@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import zipfile
-from dataclasses import replace
 
 import lib3mf
 import numpy as np
@@ -25,7 +24,7 @@ from pipeline.colorprint import (
     srgb_to_lab,
 )
 from pipeline.errors import OptionError
-from pipeline.export import export_figurine, printable_solid
+from pipeline.export import export_figurine
 from pipeline.fusion import fuse_template
 from pipeline.landmarks import detect_landmarks
 from pipeline.printability import check_printability, thinnest_wall_mm
