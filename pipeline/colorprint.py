@@ -270,24 +270,49 @@ def choose_palette(rgb: np.ndarray, weight: np.ndarray, count: int, anchors_rgb:
 def likeness_anchors(surface: _Surface, parts: Sequence[FigurinePart], texture: np.ndarray) -> np.ndarray:
     """The colours a likeness needs, most important first: skin (the textured head's base
     colour), the face's dark features (mean of its near-black texels: eyes, brows, ink
-    lines), hair, then the outfit's colours by the area they cover, then the stand's."""
-    anchors = [p.rgb for p in parts if p.textured]
+    lines), hair, then the outfit's colours, then the stand's (see :func:`_worst_first`)."""
+    likeness = [tuple(p.rgb) for p in parts if p.textured]
     texels = texture[::2, ::2].reshape(-1, 3)
     dark = srgb_to_lab(texels)[:, 0] < DARK_L
     if dark.any():
-        anchors.append(tuple(np.rint(texels[dark].mean(axis=0)).astype(int)))
-    anchors += [p.rgb for p in parts if p.name in PER_PHOTO_PARTS]
+        likeness.append(tuple(int(c) for c in np.rint(texels[dark].mean(axis=0))))
+    likeness += [tuple(p.rgb) for p in parts if p.name in PER_PHOTO_PARTS]
     area = np.bincount(surface.part, _face_areas(surface), minlength=len(parts))
-    by_colour: dict[tuple[int, int, int], float] = {}
-    for index in np.argsort(-area, kind="stable"):
-        part = parts[index]
-        if not part.textured and part.name not in PER_PHOTO_PARTS:
-            by_colour[tuple(part.rgb)] = by_colour.get(tuple(part.rgb), 0.0) + area[index]
-    anchors += sorted(by_colour, key=lambda c: -by_colour[c])
-    # The stand is not the person: its colour comes after the outfit's.
-    stand = [tuple(p.rgb) for p in parts if p.name in STAND_PARTS]
-    anchors = [a for a in anchors if tuple(a) not in stand] + stand
-    return np.array(anchors, np.uint8).reshape(-1, 3)
+    outfit: dict[tuple[int, ...], float] = {}
+    stand: dict[tuple[int, ...], float] = {}
+    for index, part in enumerate(parts):
+        if part.textured or part.name in PER_PHOTO_PARTS:
+            continue
+        group = stand if part.name in STAND_PARTS else outfit
+        group[tuple(part.rgb)] = group.get(tuple(part.rgb), 0.0) + float(area[index])
+    ordered_outfit = _worst_first(outfit, likeness)
+    ordered_stand = _worst_first({c: a for c, a in stand.items() if c not in outfit}, likeness + ordered_outfit)
+    return np.array(likeness + ordered_outfit + ordered_stand, np.uint8).reshape(-1, 3)
+
+
+def _worst_first(areas: dict[tuple[int, ...], float], chosen: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """``areas``' colours in the order a greedy palette wants them: next, the colour that
+    would print worst without a filament of its own: its area x Delta E to the nearest
+    colour chosen so far. (Area alone put a superhero's red cape before the blue suit and
+    printed the suit black; squared Delta E put small blue jeans before a large green top.)"""
+    colours = list(areas)
+    if not colours:
+        return []
+    lab = srgb_to_lab(np.array(colours, np.uint8)).reshape(-1, 3).astype(np.float64)
+    taken = srgb_to_lab(np.array(chosen, np.uint8)).reshape(-1, 3).astype(np.float64) if chosen else np.empty((0, 3))
+    weight = np.array([areas[c] for c in colours])
+    order: list[tuple[int, ...]] = []
+    remaining = list(range(len(colours)))
+    while remaining:
+        if len(taken):
+            nearest = np.sqrt(np.min(_squared_distances(lab[remaining], taken), axis=1))
+        else:
+            nearest = np.ones(len(remaining))
+        best = remaining[int(np.argmax(weight[remaining] * nearest))]
+        order.append(colours[best])
+        taken = np.vstack([taken, lab[best]])
+        remaining.remove(best)
+    return order
 
 
 def _face_areas(surface: _Surface) -> np.ndarray:

@@ -305,3 +305,16 @@ def test_prusaslicer_slices_the_stl(result, tmp_path):
     gcode = _slice(result.stl_path, tmp_path / "plain.gcode")
     assert "; estimated printing time" in gcode
     assert not set(re.findall(r"^T([1-9])\s*$", gcode, flags=re.M))
+
+
+def test_outfit_colours_worst_first():
+    """Skin, eyes and hair taken: the next filament goes to the outfit colour that would print
+    worst without one (area x Delta E), not simply to the largest."""
+    from pipeline.colorprint import _worst_first
+
+    chosen = [(205, 170, 146), (44, 33, 36), (120, 97, 52)]  # skin, eyes, brown hair
+    suit, cape = (31, 79, 191), (200, 32, 42)
+    assert _worst_first({cape: 0.22, suit: 0.19}, chosen)[0] == suit  # red is nearer the skin
+    top, jeans = (94, 140, 74), (59, 95, 156)
+    assert _worst_first({top: 0.19, jeans: 0.10}, chosen) == [top, jeans]
+    assert _worst_first({}, chosen) == []
