@@ -5,8 +5,10 @@ Each triangle's colour is written twice, for two kinds of readers:
 - PrusaSlicer's ``slic3rpe:mmu_segmentation`` painting with ``Metadata/Slic3r_PE.config``
   declaring one extruder per colour, so PrusaSlicer (2.4+) and Bambu Studio open it painted.
 
-The zip and XML are written here: lib3mf cannot add the painting attribute, and writing the
-XML directly measured faster than lib3mf for the core part alone (see benchmarks/README).
+The zip and XML are written here: lib3mf cannot add the painting attribute, and for the
+default figurine (25.6k triangles) this writer took 33 ms of CPU for everything where lib3mf's
+Python API took 319 ms for the core part alone (building its per-vertex and per-triangle
+objects). lib3mf reads the result back in the tests.
 """
 
 from __future__ import annotations
