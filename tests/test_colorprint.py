@@ -318,3 +318,17 @@ def test_outfit_colours_worst_first():
     top, jeans = (94, 140, 74), (59, 95, 156)
     assert _worst_first({top: 0.19, jeans: 0.10}, chosen) == [top, jeans]
     assert _worst_first({}, chosen) == []
+
+
+def test_a_precomputed_union_gives_the_same_print(fusion):
+    """A fusion stage that unions with coloured_union can hand its surface over."""
+    from pipeline.colorprint import coloured_union
+
+    fused, _ = fusion
+    surface = coloured_union(fused.parts)
+    assert surface.faces.shape == fused.solid.faces.shape
+    given = separate_colours(fused.parts, fused.head.texture, 3, surface=surface)
+    own = separate_colours(fused.parts, fused.head.texture, 3)
+    assert "union" not in given.timings_ms and "union" in own.timings_ms
+    assert np.array_equal(given.labels, own.labels)
+    np.testing.assert_array_equal(given.mesh.faces, own.mesh.faces)
