@@ -116,7 +116,7 @@ def model_xml(
         "   <mesh>\n"
         "    <vertices>\n"
     )
-    # One %-format over all numbers: 10x faster than formatting vertex by vertex. The
+    # One %-format over all the numbers rather than a Python loop over vertices. The
     # vertex and triangle lines go unindented: a quarter less XML to format and deflate.
     vertex_xml = ('<vertex x="%.4f" y="%.4f" z="%.4f"/>\n' * len(vertices_mm)) % tuple(
         np.asarray(vertices_mm, np.float64).ravel().tolist()
