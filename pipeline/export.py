@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +15,13 @@ import trimesh
 from PIL import Image
 
 from pipeline.body import FigurinePart, transformed
-from pipeline.colorprint import DEFAULT_COLORS, ColourPrint, separate_colours
+from pipeline.colorprint import (
+    DEFAULT_COLORS,
+    ColouredSurface,
+    ColourPrint,
+    separate_colours,
+    start_coloured_union,
+)
 from pipeline.fusion import FusionResult
 from pipeline.printability import PrintabilityReport, check_printability
 from pipeline.render import get_renderer
@@ -133,12 +140,20 @@ def write_colour_print(
     colors: int,
     palette: Sequence[str] | None,
     timings: dict[str, float],
+    union: Future[ColouredSurface] | None = None,
 ) -> ColourPrintFiles:
     """``figurine.3mf`` (the solid split into filament colours, painted for PrusaSlicer) and
-    ``print_preview.png``; their times go into ``timings`` as threemf.* and print_preview."""
+    ``print_preview.png``; their times go into ``timings`` as threemf.* and print_preview.
+    ``union``: the parts' coloured union, started earlier with ``start_coloured_union``."""
     with timed(timings, "threemf"):
+        surface = None
+        if union is not None:
+            with timed(timings, "threemf.union_wait"):
+                surface = union.result()
         figure_height = float(fusion.solid.extents[1])
-        colour = separate_colours(fusion.parts, fusion.head.texture, colors, palette, height_mm / figure_height)
+        colour = separate_colours(
+            fusion.parts, fusion.head.texture, colors, palette, height_mm / figure_height, surface=surface
+        )
         for key, value in colour.timings_ms.items():
             timings[f"threemf.{key}"] = value
         printable = printable_solid(colour.mesh, height_mm)
@@ -178,6 +193,7 @@ def export_figurine(
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    union = start_coloured_union(fusion.parts, timings, "threemf.union")  # runs meanwhile
 
     t = time.perf_counter()
     glb_path = out_dir / GLB_NAME
@@ -201,7 +217,7 @@ def export_figurine(
     Image.fromarray(get_renderer().render(fusion.parts)).save(preview_path, compress_level=1)
     timings["preview"] = (time.perf_counter() - t) * 1000
 
-    colour_files = write_colour_print(fusion, out_dir, height_mm, colors, palette, timings)
+    colour_files = write_colour_print(fusion, out_dir, height_mm, colors, palette, timings, union)
     timings["files"] = (time.perf_counter() - start) * 1000
     return ExportResult(
         glb_path=glb_path,

@@ -202,6 +202,8 @@ def test_report_and_timing(result):
     report = json.loads(result.report_path.read_text())
     for key in ["export.threemf", "export.threemf.union", "export.threemf.refine", "export.threemf.write"]:
         assert report["timings_ms"][key] > 0
+    # The union ran on its own thread while the GLB, STL and preview were written.
+    assert report["timings_ms"]["export.threemf.union_wait"] >= 0
     assert report["print"]["printability"]["bodies"] == 1
     assert result.threemf_path.stat().st_size < 8 * 1024 * 1024
 
