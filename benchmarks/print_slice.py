@@ -45,6 +45,31 @@ def slice_file(path: Path, gcode: Path, *extra: str) -> tuple[str, float]:
     return gcode.read_text(), time.perf_counter() - start
 
 
+def print_seconds(text: str | None) -> int | None:
+    """PrusaSlicer's "1d 2h 3m 4s" as seconds."""
+    if not text or text.startswith("-"):
+        return None
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", text))
+
+
+def plausible(summary: dict) -> bool:
+    """PrusaSlicer 2.5's time estimator now and then reports garbage for the same G-code
+    (seen here: "-2147483648s" and "1664d"), so an estimate over a week is sliced again."""
+    seconds = print_seconds(summary["estimated_print_time"])
+    return seconds is not None and 0 < seconds < 7 * 86400
+
+
+def slice_and_read(path: Path, gcode: Path, *extra: str) -> dict:
+    for attempt in range(3):
+        text, seconds = slice_file(path, gcode, *extra)
+        summary = {**gcode_summary(text), "slice_seconds": round(seconds, 1), "slice_attempts": attempt + 1}
+        if plausible(summary):
+            break
+    summary["estimated_print_seconds"] = print_seconds(summary["estimated_print_time"])
+    return summary
+
+
 def slicer_version() -> str:
     text = subprocess.run(["prusa-slicer", "--help"], capture_output=True, text=True).stdout
     return next((line for line in text.splitlines() if line.startswith("PrusaSlicer-")), "unknown")
@@ -91,14 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run(EXAMPLE, Options(colors=args.colors), out_dir=out / "figurine", config=Config.from_env())
         assert result.threemf_path is not None and result.colour_print is not None
         tools = ",".join(["0.4"] * args.colors)
-        gcode_3mf, seconds_3mf = slice_file(
+        sliced_3mf = slice_and_read(
             result.threemf_path, out / "colour.gcode", "--nozzle-diameter", tools, "--use-relative-e-distances"
         )
         supports = result.colour_print.printability.needs_supports
         stl_extra = ["--support-material", "--support-material-buildplate-only"] if supports else []
-        gcode_stl, seconds_stl = slice_file(
-            result.stl_path, out / "plain.gcode", "--filament-density", "1.24", *stl_extra
-        )
+        sliced_stl = slice_and_read(result.stl_path, out / "plain.gcode", "--filament-density", "1.24", *stl_extra)
         report = {
             "benchmark": "print_slice",
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -110,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             "threemf_bytes": result.threemf_path.stat().st_size,
             "printability": result.colour_print.printability.to_dict(),
             "export_threemf_ms": round(result.timings_ms["export.threemf"], 1),
-            "threemf": {**gcode_summary(gcode_3mf), "slice_seconds": round(seconds_3mf, 1)},
-            "stl": {**gcode_summary(gcode_stl), "slice_seconds": round(seconds_stl, 1)},
+            "threemf": sliced_3mf,
+            "stl": sliced_stl,
         }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ preview renders, report."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -13,7 +14,13 @@ import trimesh
 from PIL import Image
 
 from pipeline.body import FigurinePart, transformed
-from pipeline.colorprint import DEFAULT_COLORS, ColourPrint, separate_colours
+from pipeline.colorprint import (
+    DEFAULT_COLORS,
+    ColouredSurface,
+    ColourPrint,
+    separate_colours,
+    start_coloured_union,
+)
 from pipeline.fusion import FusionResult
 from pipeline.printability import PrintabilityReport, check_printability
 from pipeline.render import get_renderer
@@ -108,10 +115,21 @@ def printable_solid(solid: trimesh.Trimesh, height_mm: float) -> trimesh.Trimesh
 def colour_print_parts(colour: ColourPrint) -> list[FigurinePart]:
     """The quantised model as one flat-coloured part per filament, for the renderer."""
     return [
-        FigurinePart(f"filament_{i + 1}", trimesh.Trimesh(colour.mesh.vertices, colour.mesh.faces[colour.labels == i], process=False), tuple(int(c) for c in rgb))
+        FigurinePart(
+            f"filament_{i + 1}",
+            trimesh.Trimesh(colour.mesh.vertices, colour.mesh.faces[colour.labels == i], process=False),
+            (int(rgb[0]), int(rgb[1]), int(rgb[2])),
+        )
         for i, rgb in enumerate(colour.palette_rgb)
         if np.any(colour.labels == i)
     ]
+
+
+@dataclass(frozen=True)
+class ColourPrintFiles:
+    threemf_path: Path
+    print_preview_path: Path
+    summary: ColourPrintSummary
 
 
 def write_colour_print(
@@ -121,25 +139,44 @@ def write_colour_print(
     colors: int,
     palette: Sequence[str] | None,
     timings: dict[str, float],
-) -> tuple[Path, ColourPrint, PrintabilityReport]:
-    """``figurine.3mf``: the solid split into filament colours, painted for PrusaSlicer."""
-    figure_height = float(fusion.solid.extents[1])
-    colour = separate_colours(fusion.parts, fusion.head.texture, colors, palette, height_mm / figure_height)
-    for key, value in colour.timings_ms.items():
-        timings[f"threemf.{key}"] = value
-    printable = printable_solid(colour.mesh, height_mm)
-    with timed(timings, "threemf.printability"):
-        printability = check_printability(np.asarray(printable.vertices), np.asarray(printable.faces))
-    with timed(timings, "threemf.write"):
-        path = write_3mf(
-            out_dir / THREEMF_NAME,
-            printable.vertices,
-            printable.faces,
-            colour.labels,
-            colour.palette_hex(),
-            PrintSettings(supports=printability.needs_supports),
+    union: Future[ColouredSurface] | None = None,
+) -> ColourPrintFiles:
+    """``figurine.3mf`` (the solid split into filament colours, painted for PrusaSlicer) and
+    ``print_preview.png``; their times go into ``timings`` as threemf.* and print_preview.
+    ``union``: the parts' coloured union, started earlier with ``start_coloured_union``."""
+    with timed(timings, "threemf"):
+        surface = None
+        if union is not None:
+            with timed(timings, "threemf.union_wait"):
+                surface = union.result()
+        figure_height = float(fusion.solid.extents[1])
+        colour = separate_colours(
+            fusion.parts, fusion.head.texture, colors, palette, height_mm / figure_height, surface=surface
         )
-    return path, colour, printability
+        for key, value in colour.timings_ms.items():
+            timings[f"threemf.{key}"] = value
+        printable = printable_solid(colour.mesh, height_mm)
+        with timed(timings, "threemf.printability"):
+            printability = check_printability(np.asarray(printable.vertices), np.asarray(printable.faces))
+        with timed(timings, "threemf.write"):
+            threemf_path = write_3mf(
+                out_dir / THREEMF_NAME,
+                printable.vertices,
+                printable.faces,
+                colour.labels,
+                colour.palette_hex(),
+                PrintSettings(supports=printability.needs_supports),
+            )
+    with timed(timings, "print_preview"):
+        print_preview_path = out_dir / PRINT_PREVIEW_NAME
+        image = get_renderer().render(colour_print_parts(colour))
+        Image.fromarray(image).save(print_preview_path, compress_level=1)
+    summary = ColourPrintSummary(
+        palette=[FilamentColour(h, float(s)) for h, s in zip(colour.palette_hex(), colour.shares())],
+        triangles=len(colour.mesh.faces),
+        printability=printability,
+    )
+    return ColourPrintFiles(threemf_path, print_preview_path, summary)
 
 
 def export_figurine(
@@ -155,6 +192,7 @@ def export_figurine(
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     with timed(timings, "files"):
+        union = start_coloured_union(fusion.parts, timings, "threemf.union")  # runs meanwhile
         with timed(timings, "glb"):
             glb_path = out_dir / GLB_NAME
             figure_scene(fusion.parts, height_mm / 1000.0).export(glb_path, file_type="glb")
@@ -173,12 +211,7 @@ def export_figurine(
             # wall time (both need the GIL for pyrender's Python side) and cost 15% more CPU.
             Image.fromarray(get_renderer().render(fusion.parts)).save(preview_path, compress_level=1)
 
-        with timed(timings, "threemf"):
-            threemf_path, colour, printability = write_colour_print(fusion, out_dir, height_mm, colors, palette, timings)
-        with timed(timings, "print_preview"):
-            print_preview_path = out_dir / PRINT_PREVIEW_NAME
-            image = get_renderer().render(colour_print_parts(colour))
-            Image.fromarray(image).save(print_preview_path, compress_level=1)
+        colour_files = write_colour_print(fusion, out_dir, height_mm, colors, palette, timings, union)
     return ExportResult(
         glb_path=glb_path,
         stl_path=stl_path,
@@ -186,13 +219,9 @@ def export_figurine(
         stylized_path=stylized_path,
         height_mm=height_mm,
         timings_ms=timings,
-        threemf_path=threemf_path,
-        print_preview_path=print_preview_path,
-        colour_print=ColourPrintSummary(
-            palette=[FilamentColour(h, float(s)) for h, s in zip(colour.palette_hex(), colour.shares())],
-            triangles=len(colour.mesh.faces),
-            printability=printability,
-        ),
+        threemf_path=colour_files.threemf_path,
+        print_preview_path=colour_files.print_preview_path,
+        colour_print=colour_files.summary,
     )
 
 

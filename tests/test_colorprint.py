@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import zipfile
-from dataclasses import replace
 
 import lib3mf
 import numpy as np
@@ -25,7 +24,7 @@ from pipeline.colorprint import (
     srgb_to_lab,
 )
 from pipeline.errors import OptionError
-from pipeline.export import export_figurine, printable_solid
+from pipeline.export import export_figurine
 from pipeline.fusion import fuse_template
 from pipeline.landmarks import detect_landmarks
 from pipeline.printability import check_printability, thinnest_wall_mm
@@ -203,6 +202,8 @@ def test_report_and_timing(result):
     report = json.loads(result.report_path.read_text())
     for key in ["export.threemf", "export.threemf.union", "export.threemf.refine", "export.threemf.write"]:
         assert report["timings_ms"][key] > 0
+    # The union ran on its own thread while the GLB, STL and preview were written.
+    assert report["timings_ms"]["export.threemf.union_wait"] >= 0
     assert report["print"]["printability"]["bodies"] == 1
     assert result.threemf_path.stat().st_size < 8 * 1024 * 1024
 
@@ -306,3 +307,30 @@ def test_prusaslicer_slices_the_stl(result, tmp_path):
     gcode = _slice(result.stl_path, tmp_path / "plain.gcode")
     assert "; estimated printing time" in gcode
     assert not set(re.findall(r"^T([1-9])\s*$", gcode, flags=re.M))
+
+
+def test_outfit_colours_worst_first():
+    """Skin, eyes and hair taken: the next filament goes to the outfit colour that would print
+    worst without one (area x Delta E), not simply to the largest."""
+    from pipeline.colorprint import _worst_first
+
+    chosen = [(205, 170, 146), (44, 33, 36), (120, 97, 52)]  # skin, eyes, brown hair
+    suit, cape = (31, 79, 191), (200, 32, 42)
+    assert _worst_first({cape: 0.22, suit: 0.19}, chosen)[0] == suit  # red is nearer the skin
+    top, jeans = (94, 140, 74), (59, 95, 156)
+    assert _worst_first({top: 0.19, jeans: 0.10}, chosen) == [top, jeans]
+    assert _worst_first({}, chosen) == []
+
+
+def test_a_precomputed_union_gives_the_same_print(fusion):
+    """A fusion stage that unions with coloured_union can hand its surface over."""
+    from pipeline.colorprint import coloured_union
+
+    fused, _ = fusion
+    surface = coloured_union(fused.parts)
+    assert surface.faces.shape == fused.solid.faces.shape
+    given = separate_colours(fused.parts, fused.head.texture, 3, surface=surface)
+    own = separate_colours(fused.parts, fused.head.texture, 3)
+    assert "union" not in given.timings_ms and "union" in own.timings_ms
+    assert np.array_equal(given.labels, own.labels)
+    np.testing.assert_array_equal(given.mesh.faces, own.mesh.faces)
