@@ -51,6 +51,14 @@ STARTER_FILAMENTS = (
     "#3a8f47",
     "#6b4226",
 )
+PALETTE_CSS = """
+.swatches { display: flex; flex-wrap: wrap; gap: 6px 14px; }
+.swatch { display: flex; align-items: center; gap: 6px; }
+.chip { display: inline-block; width: 22px; height: 22px; border-radius: 4px;
+        border: 1px solid var(--border-color-primary); }
+.palette p { margin: 0 0 4px; font-weight: 600; }
+.swatch small { color: var(--body-text-color-subdued); }
+"""
 # Runs in the browser on every change of the colour controls, so that the palette the
 # Generate click sends is never stale: the first N picked colours, or none.
 PALETTE_JS = "(mine, count, ...picked) => mine ? picked.slice(0, count).join(',') : ''"
@@ -403,7 +411,7 @@ def _colour_print_controls() -> dict[str, Any]:
                 value=colour,
                 label=f"Filament {i + 1}",
                 visible=i < DEFAULT_COLORS,
-                min_width=90,
+                min_width=72,
                 elem_id=f"filament-{i + 1}",
             )
             for i, colour in enumerate(STARTER_FILAMENTS[:MAX_COLORS])
@@ -435,11 +443,12 @@ def _output_column() -> dict[str, Any]:
         one_colour = gr.Model3D(
             label="Printed in one colour (STL)",
             clear_color=(0.95, 0.95, 0.97, 1.0),
+            camera_position=(-90, None, None),
             height=380,
             min_width=240,
             elem_id="one-colour",
         )
-    palette = gr.HTML(elem_id="palette")
+    palette = gr.HTML(elem_id="palette", css_template=PALETTE_CSS)
     with gr.Row():
         downloads = gr.File(label="Downloads (GLB, STL)", file_count="multiple", elem_id="downloads")
         threemf = gr.File(label="3MF (colour print)", elem_id="threemf")
