@@ -19,7 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from pipeline import STAGES, Config, FigurineResult, Options, ToonforgeError, resolve_options
-from pipeline.colorprint import DEFAULT_COLORS, MAX_COLORS, MIN_COLORS
+from pipeline.colorprint import DEFAULT_COLORS, MAX_COLORS, MIN_COLORS, check_colors
 from pipeline.stylize import backend_availability, get_stylizer
 from pipeline.templates import load_template, template_names
 from service.http import create_app
@@ -61,7 +61,9 @@ PALETTE_CSS = """
 """
 # Runs in the browser on every change of the colour controls, so that the palette the
 # Generate click sends is never stale: the first N picked colours, or none.
-PALETTE_JS = "(mine, count, ...picked) => mine ? picked.slice(0, count).join(',') : ''"
+PALETTE_JS = (
+    f"(mine, count, ...picked) => mine ? picked.slice(0, Math.max(count ?? {DEFAULT_COLORS}, 0)).join(',') : ''"
+)
 # What a generation fills in, in the order of the click's outputs (names of Page fields).
 RESULT_OUTPUTS = (
     "stylized",
@@ -161,7 +163,8 @@ def _options(
         backend,
         int(seed or 0),
         height_mm,
-        colors=DEFAULT_COLORS if colors is None else colors,
+        # checked even when a palette (which sets the count) is given: a bad number is an error
+        colors=check_colors(DEFAULT_COLORS if colors is None else colors),
         palette=tuple(palette.split(",")) if palette and palette.strip() else None,
     )
 
@@ -187,9 +190,11 @@ class UiHandlers:
         return user_error(exc)
 
     def check_inputs(self, photo, template, style, backend, seed, height_mm, colors, palette) -> None:
-        """Fail fast, before the queue: missing photo or bad options."""
+        """Fail fast, before taking a worker: missing photo or bad options."""
         if not photo:
-            raise gr.Error("Upload a photo or take one with the webcam first.", title="No photo")
+            raise gr.Error(
+                "Upload a photo or take one with the webcam first.", title="No photo", print_exception=False
+            )
         try:
             resolve_options(_options(template, style, backend, seed, height_mm, colors, palette), self.config)
         except ToonforgeError as exc:
@@ -209,8 +214,8 @@ class UiHandlers:
         progress: gr.Progress = gr.Progress(),
     ) -> list[Any]:
         """Photo -> cartoon, 3D figurine (GLB, STL, colour 3MF), previews, timings and quality."""
-        options = _options(template, style, backend, seed, height_mm, colors, palette)
         try:
+            options = _options(template, style, backend, seed, height_mm, colors, palette)
             # The same pool, queue bound and result store as the HTTP API.
             result = self.runtime.generate_sync(
                 photo,
@@ -233,7 +238,7 @@ class UiHandlers:
     def show_filaments(mine: bool, count: float) -> list[Any]:
         """The pickers row when the user brings their own filaments, with one picker per
         filament colour."""
-        shown = int(count or DEFAULT_COLORS)
+        shown = DEFAULT_COLORS if count is None else int(count)
         return [gr.Row(visible=mine), *(gr.ColorPicker(visible=i < shown) for i in range(MAX_COLORS))]
 
     def forget_session(self, request: gr.Request) -> None:
@@ -254,7 +259,7 @@ class Page:
     body_names: list[str]  # the template shown by each picture of ``bodies``
     template: gr.Radio
     style: gr.Radio
-    colors: gr.Slider
+    colors: gr.Number
     my_filaments: gr.Checkbox
     filament_row: gr.Row
     filaments: list[gr.ColorPicker]
@@ -389,14 +394,15 @@ def _input_column(config: Config) -> dict[str, Any]:
 
 def _colour_print_controls() -> dict[str, Any]:
     """Filament count and, for users who bring their own, one colour picker per filament."""
-    colors = gr.Slider(
-        MIN_COLORS,
-        MAX_COLORS,
+    # A number box, not a slider: Gradio refuses an out-of-range slider value before any handler
+    # runs, and on the unqueued check that refusal reaches the browser as a bare HTTP 500 with no
+    # message. Unbounded here, the pipeline's own check answers with a message (check_inputs).
+    colors = gr.Number(
         value=DEFAULT_COLORS,
-        step=1,
         precision=0,
+        step=1,
         label="Filament colours",
-        info="Colours of the 3MF colour print; 1 prints in one colour.",
+        info=f"{MIN_COLORS}-{MAX_COLORS} colours for the 3MF colour print; 1 prints in one colour.",
         elem_id="colors",
     )
     my_filaments = gr.Checkbox(
@@ -510,8 +516,15 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         )
         _wire_body_pictures(page)
         _wire_colour_controls(page, handlers)
+        # Queued, though it is quick: Gradio 6.31 shows the gr.Error of an unqueued event as
+        # nothing but an HTTP 500 in the console, so "no photo" or a bad colour count said nothing.
         page.run_button.click(
-            handlers.check_inputs, page.inputs, None, api_visibility="private", queue=False
+            handlers.check_inputs,
+            page.inputs,
+            None,
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
         ).success(
             handlers.generate,
             page.inputs,

@@ -98,7 +98,8 @@ def test_colour_inputs_come_after_the_old_ones(client):
     [
         (4, "#ffffff,#zzzzzz", "not a hex colour"),
         (4, ",".join(["#000000"] * 9), "palette needs 1 to 8"),
-        (9, "", "greater than maximum"),  # Gradio's own bound check on the slider
+        (9, "", "Filament colours must be from 1 to 8; got 9"),
+        (0, "#ffffff", "Filament colours must be from 1 to 8; got 0"),  # checked with a palette too
     ],
 )
 def test_bad_colour_values_are_readable_errors(client, colors, palette, message):
