@@ -59,6 +59,11 @@ PALETTE_CSS = """
 .palette p { margin: 0 0 4px; font-weight: 600; }
 .swatch small { color: var(--body-text-color-subdued); }
 """
+# The viewer's STL loader (Babylon.js) swaps y and z to turn z-up files into its y-up world, but
+# Gradio's viewer runs right-handed, so the swap mirrors the model: the grey figurine came out
+# left-right reversed beside the textured GLB (checked with an asymmetric test solid). Viewed
+# from behind (camera_position) and mirrored back on screen, it is the true front view.
+PAGE_CSS = "#one-colour canvas { transform: scaleX(-1); }"
 # Runs in the browser on every change of the colour controls, so that the palette the
 # Generate click sends is never stale: the first N picked colours, or none.
 PALETTE_JS = (
@@ -581,6 +586,7 @@ def build_app(runtime: Runtime, demo: gr.Blocks, *, host: str, port: int) -> Any
         demo,
         runtime=runtime,
         allowed_paths=[str(EXAMPLES_DIR), str(runtime.config.data_dir)],
+        css=PAGE_CSS,
         server_name=host,
         server_port=port,
     )

@@ -50,6 +50,9 @@ def test_body_pictures_select_the_body_and_grey_view_shows_the_stl(open_app):
     assert (grey.get_attribute("href") or "").endswith("figurine.stl")
     textured = page.locator("#viewer a[data-testid=model3d-download-link]")
     assert (textured.get_attribute("href") or "").endswith("figurine.glb")
+    # mirrored back on screen (app.PAGE_CSS: the viewer's STL loader mirrors the model)
+    transform = page.locator("#one-colour canvas").evaluate("el => getComputedStyle(el).transform")
+    assert transform.startswith("matrix(-1, 0, 0, 1"), transform
     page.locator("#one-colour").scroll_into_view_if_needed()
     grey_stats = app.wait_for_drawn_canvas(viewer="one-colour")
     textured_stats = app.wait_for_drawn_canvas(viewer="viewer")
