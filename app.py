@@ -339,16 +339,12 @@ def _input_column(config: Config) -> dict[str, Any]:
         elem_id="photo",
     )
     templates = [load_template(name) for name in template_names()]
-    pictures = [
-        (str(TEMPLATE_PICTURES / f"{t.name}.png"), t.label)
-        for t in templates
-        if (TEMPLATE_PICTURES / f"{t.name}.png").exists()
-    ]
-    body_names = [t.name for t in templates if (TEMPLATE_PICTURES / f"{t.name}.png").exists()]
+    pictured = [t for t in templates if (TEMPLATE_PICTURES / f"{t.name}.png").exists()]
+    body_names = [t.name for t in pictured]
     bodies = None
-    if pictures:
+    if pictured:
         bodies = gr.Gallery(
-            pictures,
+            [(str(TEMPLATE_PICTURES / f"{t.name}.png"), t.label) for t in pictured],
             label="Bodies",
             columns=3,
             height=170,
@@ -399,9 +395,9 @@ def _input_column(config: Config) -> dict[str, Any]:
 
 def _colour_print_controls() -> dict[str, Any]:
     """Filament count and, for users who bring their own, one colour picker per filament."""
-    # A number box, not a slider: Gradio refuses an out-of-range slider value before any handler
-    # runs, and on the unqueued check that refusal reaches the browser as a bare HTTP 500 with no
-    # message. Unbounded here, the pipeline's own check answers with a message (check_inputs).
+    # A number box, not a slider: a slider's bounds are checked by Gradio, with its own message,
+    # before any handler runs. Unbounded here, the pipeline's check_colors answers (in
+    # check_inputs and generate), with the same message as the HTTP API and the CLI.
     colors = gr.Number(
         value=DEFAULT_COLORS,
         precision=0,
@@ -559,6 +555,8 @@ def _wire_body_pictures(page: Page) -> None:
 
 
 def _wire_colour_controls(page: Page, handlers: UiHandlers) -> None:
+    """Show one picker per filament while "Use my filaments" is ticked, and keep the palette
+    that Generate sends in step with the pickers (in the browser, no round trip)."""
     triggers = [page.my_filaments.change, page.colors.change]
     gr.on(
         triggers,
