@@ -8,6 +8,7 @@ module-level ``demo``, for ``gradio app.py`` reload mode, is built on first acce
 from __future__ import annotations
 
 import argparse
+import html
 import logging
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +19,7 @@ import gradio as gr
 import pandas as pd
 
 from pipeline import STAGES, Config, FigurineResult, Options, ToonforgeError, resolve_options
+from pipeline.colorprint import DEFAULT_COLORS, MAX_COLORS, MIN_COLORS, check_colors
 from pipeline.stylize import backend_availability, get_stylizer
 from pipeline.templates import load_template, template_names
 from service.http import create_app
@@ -35,7 +37,38 @@ QUEUE_POLL_S = 0.02
 PROGRESS_POLL_S = 0.05
 HEADER = """# Toonforge
 Drop in a selfie, pick a body, press **Generate**: you get a cartoon portrait and a 3D figurine
-of yourself to spin, download (GLB) and 3D-print (STL)."""
+of yourself to spin, download (GLB) and 3D-print, in one colour (STL) or in your filament
+colours (3MF)."""
+# The pickers' starting colours when a user chooses their own filaments: common spools
+# (white, black, a skin tone, red, blue, yellow, green, brown), the first N of them shown.
+STARTER_FILAMENTS = (
+    "#ffffff",
+    "#1a1a1a",
+    "#e8b896",
+    "#c0392b",
+    "#2e5fa8",
+    "#f2c12e",
+    "#3a8f47",
+    "#6b4226",
+)
+PALETTE_CSS = """
+.swatches { display: flex; flex-wrap: wrap; gap: 6px 14px; }
+.swatch { display: flex; align-items: center; gap: 6px; }
+.chip { display: inline-block; width: 22px; height: 22px; border-radius: 4px;
+        border: 1px solid var(--border-color-primary); }
+.palette p { margin: 0 0 4px; font-weight: 600; }
+.swatch small { color: var(--body-text-color-subdued); }
+"""
+# The viewer's STL loader (Babylon.js) swaps y and z to turn z-up files into its y-up world, but
+# Gradio's viewer runs right-handed, so the swap mirrors the model: the grey figurine came out
+# left-right reversed beside the textured GLB (checked with an asymmetric test solid). Viewed
+# from behind (camera_position) and mirrored back on screen, it is the true front view.
+PAGE_CSS = "#one-colour canvas { transform: scaleX(-1); }"
+# Runs in the browser on every change of the colour controls, so that the palette the
+# Generate click sends is never stale: the first N picked colours, or none.
+PALETTE_JS = (
+    f"(mine, count, ...picked) => mine ? picked.slice(0, Math.max(count ?? {DEFAULT_COLORS}, 0)).join(',') : ''"
+)
 # What a generation fills in, in the order of the click's outputs (names of Page fields).
 RESULT_OUTPUTS = (
     "stylized",
@@ -46,6 +79,12 @@ RESULT_OUTPUTS = (
     "timing_chart",
     "quality",
     "report",
+    # Appended for the colour print and the one-colour view: gradio_client callers index the
+    # outputs by position, so new ones only ever go at the end.
+    "print_preview",
+    "one_colour",
+    "palette",
+    "threemf",
 )
 
 log = logging.getLogger("toonforge.ui")
@@ -77,6 +116,18 @@ def _quality_markdown(result: FigurineResult) -> str:
     return "\n".join(lines)
 
 
+def _palette_html(result: FigurineResult) -> str:
+    """The filament colours as a row of swatches with hex and share of the surface."""
+    colours = result.colour_print.palette if result.colour_print else []
+    swatches = "".join(
+        f'<div class="swatch" title="{html.escape(c.hex)}: {c.share:.0%} of the surface">'
+        f'<span class="chip" style="background:{html.escape(c.hex)}"></span>'
+        f"<code>{html.escape(c.hex)}</code><small>{c.share:.0%}</small></div>"
+        for c in colours
+    )
+    return f'<div class="palette"><p>Filaments of the colour print</p><div class="swatches">{swatches}</div></div>'
+
+
 def _result_values(result: FigurineResult) -> dict[str, Any]:
     """What each output component shows for ``result``, by :data:`RESULT_OUTPUTS` name."""
     frame = _timings_frame(result)
@@ -89,12 +140,38 @@ def _result_values(result: FigurineResult) -> dict[str, Any]:
         "timing_chart": frame,
         "quality": _quality_markdown(result),
         "report": result.report(),
+        "print_preview": _optional_path(result.print_preview_path),
+        "one_colour": str(result.stl_path),
+        "palette": _palette_html(result),
+        "threemf": _optional_path(result.threemf_path),
     }
 
 
-def _options(template: str, style: str, backend: str, seed: float | None, height_mm: float) -> Options:
-    """The UI's widget values as pipeline options (an empty seed box means 0)."""
-    return Options(template, style, backend, int(seed or 0), height_mm)
+def _optional_path(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def _options(
+    template: str,
+    style: str,
+    backend: str,
+    seed: float | None,
+    height_mm: float,
+    colors: float | None = DEFAULT_COLORS,
+    palette: str | None = "",
+) -> Options:
+    """The UI's widget values as pipeline options (an empty seed box means 0). ``palette`` is
+    "#hex,#hex,..." or empty; the pipeline checks both colour values."""
+    return Options(
+        template,
+        style,
+        backend,
+        int(seed or 0),
+        height_mm,
+        # checked even when a palette (which sets the count) is given: a bad number is an error
+        colors=check_colors(DEFAULT_COLORS if colors is None else colors),
+        palette=tuple(palette.split(",")) if palette and palette.strip() else None,
+    )
 
 
 def _session_key(request: gr.Request | None) -> str | None:
@@ -117,12 +194,14 @@ class UiHandlers:
         self.runtime.metrics.count_error(exc.code, "ui")
         return user_error(exc)
 
-    def check_inputs(self, photo, template, style, backend, seed, height_mm) -> None:
-        """Fail fast, before the queue: missing photo or bad options."""
+    def check_inputs(self, photo, template, style, backend, seed, height_mm, colors, palette) -> None:
+        """Fail fast, before taking a worker: missing photo or bad options."""
         if not photo:
-            raise gr.Error("Upload a photo or take one with the webcam first.", title="No photo")
+            raise gr.Error(
+                "Upload a photo or take one with the webcam first.", title="No photo", print_exception=False
+            )
         try:
-            resolve_options(_options(template, style, backend, seed, height_mm), self.config)
+            resolve_options(_options(template, style, backend, seed, height_mm, colors, palette), self.config)
         except ToonforgeError as exc:
             raise self._failed(exc) from exc
 
@@ -134,12 +213,14 @@ class UiHandlers:
         backend: str,
         seed: float,
         height_mm: float,
+        colors: float,
+        palette: str,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
     ) -> list[Any]:
-        """Photo -> cartoon, 3D figurine (GLB, STL), preview, timings and quality."""
-        options = _options(template, style, backend, seed, height_mm)
+        """Photo -> cartoon, 3D figurine (GLB, STL, colour 3MF), previews, timings and quality."""
         try:
+            options = _options(template, style, backend, seed, height_mm, colors, palette)
             # The same pool, queue bound and result store as the HTTP API.
             result = self.runtime.generate_sync(
                 photo,
@@ -158,6 +239,13 @@ class UiHandlers:
         names = list(get_stylizer(backend_name, self.config).styles)
         return gr.Radio(choices=names, value=names[0])
 
+    @staticmethod
+    def show_filaments(mine: bool, count: float) -> list[Any]:
+        """The pickers row when the user brings their own filaments, with one picker per
+        filament colour."""
+        shown = DEFAULT_COLORS if count is None else int(count)
+        return [gr.Row(visible=mine), *(gr.ColorPicker(visible=i < shown) for i in range(MAX_COLORS))]
+
     def forget_session(self, request: gr.Request) -> None:
         owner = _session_key(request)
         if owner:
@@ -172,8 +260,15 @@ class Page:
     """The components that the handlers read or fill in."""
 
     photo: gr.Image
+    bodies: gr.Gallery | None
+    body_names: list[str]  # the template shown by each picture of ``bodies``
     template: gr.Radio
     style: gr.Radio
+    colors: gr.Number
+    my_filaments: gr.Checkbox
+    filament_row: gr.Row
+    filaments: list[gr.ColorPicker]
+    palette_field: gr.Textbox
     backend: gr.Radio
     seed: gr.Number
     height_mm: gr.Slider
@@ -186,10 +281,24 @@ class Page:
     timing_chart: gr.BarPlot
     quality: gr.Markdown
     report: gr.JSON
+    print_preview: gr.Image
+    one_colour: gr.Model3D
+    palette: gr.HTML
+    threemf: gr.File
 
     @property
     def inputs(self) -> list[Any]:
-        return [self.photo, self.template, self.style, self.backend, self.seed, self.height_mm]
+        """The generate endpoint's parameters; new ones only ever go at the end."""
+        return [
+            self.photo,
+            self.template,
+            self.style,
+            self.backend,
+            self.seed,
+            self.height_mm,
+            self.colors,
+            self.palette_field,
+        ]
 
     @property
     def result_outputs(self) -> list[Any]:
@@ -230,20 +339,25 @@ def _input_column(config: Config) -> dict[str, Any]:
         elem_id="photo",
     )
     templates = [load_template(name) for name in template_names()]
-    pictures = [
-        (str(TEMPLATE_PICTURES / f"{t.name}.png"), t.label)
-        for t in templates
-        if (TEMPLATE_PICTURES / f"{t.name}.png").exists()
-    ]
-    if pictures:
-        gr.Gallery(
-            pictures, label="Bodies", columns=3, height=170, allow_preview=False, elem_id="template-pictures"
+    pictured = [t for t in templates if (TEMPLATE_PICTURES / f"{t.name}.png").exists()]
+    body_names = [t.name for t in pictured]
+    bodies = None
+    if pictured:
+        bodies = gr.Gallery(
+            [(str(TEMPLATE_PICTURES / f"{t.name}.png"), t.label) for t in pictured],
+            label="Bodies",
+            columns=3,
+            height=170,
+            allow_preview=False,
+            selected_index=0 if body_names[0] == templates[0].name else None,
+            elem_id="template-pictures",
         )
     template = gr.Radio(
         [(t.label, t.name) for t in templates], value=templates[0].name, label="Body", elem_id="template"
     )
     styles = list(get_stylizer(config.default_backend, config).styles)
     style = gr.Radio(styles, value=styles[0], label="Style", elem_id="style")
+    colour_controls = _colour_print_controls()
     with gr.Accordion("Advanced", open=False):
         choices, notes = _backend_choices(config)
         backend = gr.Radio(
@@ -267,8 +381,11 @@ def _input_column(config: Config) -> dict[str, Any]:
     )
     return dict(
         photo=photo,
+        bodies=bodies,
+        body_names=body_names,
         template=template,
         style=style,
+        **colour_controls,
         backend=backend,
         seed=seed,
         height_mm=height_mm,
@@ -276,17 +393,72 @@ def _input_column(config: Config) -> dict[str, Any]:
     )
 
 
+def _colour_print_controls() -> dict[str, Any]:
+    """Filament count and, for users who bring their own, one colour picker per filament."""
+    # A number box, not a slider: a slider's bounds are checked by Gradio, with its own message,
+    # before any handler runs. Unbounded here, the pipeline's check_colors answers (in
+    # check_inputs and generate), with the same message as the HTTP API and the CLI.
+    colors = gr.Number(
+        value=DEFAULT_COLORS,
+        precision=0,
+        step=1,
+        label="Filament colours",
+        info=f"{MIN_COLORS}-{MAX_COLORS} colours for the 3MF colour print; 1 prints in one colour.",
+        elem_id="colors",
+    )
+    my_filaments = gr.Checkbox(
+        value=False,
+        label="Use my filaments",
+        info="Map the figurine to the colours of the spools you own.",
+        elem_id="my-filaments",
+    )
+    with gr.Row(visible=False, elem_id="filaments") as filament_row:
+        filaments = [
+            gr.ColorPicker(
+                value=colour,
+                label=f"Filament {i + 1}",
+                visible=i < DEFAULT_COLORS,
+                min_width=72,
+                elem_id=f"filament-{i + 1}",
+            )
+            for i, colour in enumerate(STARTER_FILAMENTS[:MAX_COLORS])
+        ]
+    # What the Generate click sends: "#hex,#hex,..." or empty (composed by PALETTE_JS).
+    palette_field = gr.Textbox(value="", label="Palette", visible=False, elem_id="palette-field")
+    return dict(
+        colors=colors,
+        my_filaments=my_filaments,
+        filament_row=filament_row,
+        filaments=filaments,
+        palette_field=palette_field,
+    )
+
+
 def _output_column() -> dict[str, Any]:
     with gr.Row():
         stylized = gr.Image(label="Cartoon", type="filepath", elem_id="stylized")
         preview = gr.Image(label="Figurine preview", type="filepath", elem_id="preview")
-    viewer = gr.Model3D(
-        label="3D figurine (drag to spin)",
-        clear_color=(0.95, 0.95, 0.97, 1.0),
-        height=420,
-        elem_id="viewer",
-    )
-    downloads = gr.File(label="Downloads (GLB, STL)", file_count="multiple", elem_id="downloads")
+        print_preview = gr.Image(label="Colour print preview", type="filepath", elem_id="print-preview")
+    with gr.Row():
+        viewer = gr.Model3D(
+            label="3D figurine (drag to spin)",
+            clear_color=(0.95, 0.95, 0.97, 1.0),
+            height=380,
+            min_width=240,
+            elem_id="viewer",
+        )
+        one_colour = gr.Model3D(
+            label="Printed in one colour (STL)",
+            clear_color=(0.95, 0.95, 0.97, 1.0),
+            camera_position=(-90, None, None),
+            height=380,
+            min_width=240,
+            elem_id="one-colour",
+        )
+    palette = gr.HTML(elem_id="palette", css_template=PALETTE_CSS)
+    with gr.Row():
+        downloads = gr.File(label="Downloads (GLB, STL)", file_count="multiple", elem_id="downloads")
+        threemf = gr.File(label="3MF (colour print)", elem_id="threemf")
     quality = gr.Markdown(label="Quality report", elem_id="quality")
     with gr.Row():
         timing_table = gr.Dataframe(headers=["stage", "ms"], label="Timing per stage", elem_id="timings")
@@ -304,6 +476,10 @@ def _output_column() -> dict[str, Any]:
         timing_chart=timing_chart,
         quality=quality,
         report=report,
+        print_preview=print_preview,
+        one_colour=one_colour,
+        palette=palette,
+        threemf=threemf,
     )
 
 
@@ -339,8 +515,17 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         page.backend.change(
             handlers.styles_for, page.backend, page.style, api_visibility="private", queue=False
         )
+        _wire_body_pictures(page)
+        _wire_colour_controls(page, handlers)
+        # Queued, though it is quick: Gradio 6.31 shows the gr.Error of an unqueued event as
+        # nothing but an HTTP 500 in the console, so "no photo" or a bad colour count said nothing.
         page.run_button.click(
-            handlers.check_inputs, page.inputs, None, api_visibility="private", queue=False
+            handlers.check_inputs,
+            page.inputs,
+            None,
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_limit=None,
         ).success(
             handlers.generate,
             page.inputs,
@@ -353,6 +538,45 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
     return demo
 
 
+def _wire_body_pictures(page: Page) -> None:
+    """Clicking a body picture selects that body; choosing a body highlights its picture."""
+    if page.bodies is None:
+        return
+    names = page.body_names
+
+    def body_of_picture(evt: gr.SelectData) -> str:
+        return names[evt.index]
+
+    def picture_of_body(name: str) -> gr.Gallery:
+        return gr.Gallery(selected_index=names.index(name) if name in names else None)
+
+    page.bodies.select(body_of_picture, None, page.template, api_visibility="private", queue=False)
+    page.template.change(picture_of_body, page.template, page.bodies, api_visibility="private", queue=False)
+
+
+def _wire_colour_controls(page: Page, handlers: UiHandlers) -> None:
+    """Show one picker per filament while "Use my filaments" is ticked, and keep the palette
+    that Generate sends in step with the pickers (in the browser, no round trip)."""
+    triggers = [page.my_filaments.change, page.colors.change]
+    gr.on(
+        triggers,
+        handlers.show_filaments,
+        [page.my_filaments, page.colors],
+        [page.filament_row, *page.filaments],
+        api_visibility="private",
+        queue=False,
+    )
+    gr.on(
+        [*triggers, *(picker.change for picker in page.filaments)],
+        None,
+        [page.my_filaments, page.colors, *page.filaments],
+        page.palette_field,
+        js=PALETTE_JS,
+        api_visibility="private",
+        queue=False,
+    )
+
+
 def build_app(runtime: Runtime, demo: gr.Blocks, *, host: str, port: int) -> Any:
     """The FastAPI app: HTTP API plus ``demo`` mounted at "/", both on ``runtime``."""
     return create_app(
@@ -360,6 +584,7 @@ def build_app(runtime: Runtime, demo: gr.Blocks, *, host: str, port: int) -> Any
         demo,
         runtime=runtime,
         allowed_paths=[str(EXAMPLES_DIR), str(runtime.config.data_dir)],
+        css=PAGE_CSS,
         server_name=host,
         server_port=port,
     )

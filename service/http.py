@@ -27,8 +27,17 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import STAGES, Config, Options, ToonforgeError, resolve_options
+from pipeline.colorprint import check_colors, parse_palette
 from pipeline.errors import OptionError
-from pipeline.export import GLB_NAME, PREVIEW_NAME, REPORT_NAME, STL_NAME, STYLIZED_NAME
+from pipeline.export import (
+    GLB_NAME,
+    PREVIEW_NAME,
+    PRINT_PREVIEW_NAME,
+    REPORT_NAME,
+    STL_NAME,
+    STYLIZED_NAME,
+    THREEMF_NAME,
+)
 from pipeline.stylize import backend_availability
 from service.errors import (
     INTERNAL_DETAIL,
@@ -50,6 +59,8 @@ ARTIFACTS = {
     "stl": STL_NAME,
     "preview": PREVIEW_NAME,
     "report": REPORT_NAME,
+    "threemf": THREEMF_NAME,
+    "print_preview": PRINT_PREVIEW_NAME,
 }
 MEDIA_TYPES = {
     STYLIZED_NAME: "image/png",
@@ -57,9 +68,11 @@ MEDIA_TYPES = {
     STL_NAME: "model/stl",
     PREVIEW_NAME: "image/png",
     REPORT_NAME: "application/json",
+    THREEMF_NAME: "model/3mf",
+    PRINT_PREVIEW_NAME: "image/png",
 }
-DOWNLOADS = {GLB_NAME, STL_NAME}  # served as attachments; images and JSON inline
-FORM_FIELDS = ("template", "style", "backend", "seed", "height_mm")
+DOWNLOADS = {GLB_NAME, STL_NAME, THREEMF_NAME}  # served as attachments; images and JSON inline
+FORM_FIELDS = ("template", "style", "backend", "seed", "height_mm", "colors", "palette")
 ROUTES = ("/health", "/metrics", "/api/upload", "/api/results/{result_id}/{name}")
 UI_ROUTE = "ui"  # metrics/log label for everything the mounted Gradio app serves
 SCOPE_KEY = "toonforge"
@@ -82,6 +95,19 @@ UPLOAD_OPENAPI = {
                         "backend": {"type": "string"},
                         "seed": {"type": "integer", "default": 0},
                         "height_mm": {"type": "number"},
+                        "colors": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 8,
+                            "default": 4,
+                            "description": "filament colours of figurine.3mf",
+                        },
+                        "palette": {
+                            "type": "string",
+                            "example": "#f2d6c4,#3b2a20,#c0392b,#ffffff",
+                            "description": "your own filament colours (1-8 \"#rrggbb\", comma-separated); "
+                            "overrides colors",
+                        },
                     },
                 }
             }
@@ -226,12 +252,17 @@ def _options(fields: dict[str, str]) -> Options:
         height = float(fields["height_mm"]) if fields.get("height_mm") else None
     except ValueError as exc:
         raise OptionError("height_mm must be a number of millimetres, e.g. 120.") from exc
+    # The pipeline's own checks, so that HTTP, CLI and UI refuse the same values the same way.
+    colors = check_colors(fields["colors"]) if fields.get("colors") else defaults.colors
+    palette = parse_palette(fields["palette"]) if fields.get("palette") else None
     return Options(
         template=fields.get("template") or defaults.template,
         style=fields.get("style") or defaults.style,
         backend=fields.get("backend") or None,
         seed=seed,
         height_mm=height,
+        colors=colors,
+        palette=palette,
     )
 
 

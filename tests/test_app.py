@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import trimesh
@@ -35,10 +36,15 @@ def client(tmp_path_factory):
         runtime.close()
 
 
+OLD_OUTPUTS = 8  # before the colour print; callers unpack these by position
+
+
 def test_generate_endpoint_returns_every_output(client):
-    stylized, model, preview, downloads, table, chart, quality, report = client.predict(
+    outputs = client.predict(
         handle_file(str(EXAMPLE)), "casual", "comic", "cpu", 3, 90, api_name="/generate"
     )
+    assert len(outputs) == OLD_OUTPUTS + 4
+    stylized, model, preview, downloads, table, chart, quality, report = outputs[:OLD_OUTPUTS]
     assert stylized.endswith(".png") and preview.endswith(".png")
     assert model.endswith(".glb")
     assert sorted(p.rsplit(".", 1)[1] for p in downloads) == ["glb", "stl"]
@@ -49,6 +55,58 @@ def test_generate_endpoint_returns_every_output(client):
     assert all(row[1] > 0 for row in table["data"])
     assert quality.startswith("### Quality")
     assert report["template"] == "casual" and report["style"] == "comic"
+
+    # Appended after the old ones: colour print preview, one-colour view, swatches, 3MF.
+    print_preview, one_colour, palette, threemf = outputs[OLD_OUTPUTS:]
+    assert print_preview.endswith("print_preview.png")
+    assert one_colour.endswith(".stl")
+    assert trimesh.load(one_colour).is_watertight
+    assert threemf.endswith("figurine.3mf")
+    with zipfile.ZipFile(threemf) as archive:
+        assert "3D/3dmodel.model" in archive.namelist()
+    # the default four filaments, each swatch showing the report's hex and share
+    colours = report["print"]["colors"]
+    assert len(colours) == 4
+    for colour in colours:
+        assert colour["hex"] in palette and f"{colour['share']:.0%}" in palette
+
+
+def test_colour_inputs_come_after_the_old_ones(client):
+    """``colors`` and ``palette`` are optional parameters 7 and 8 of /generate."""
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"][
+        "parameters"
+    ]
+    names = [p["parameter_name"] for p in params]
+    assert names == ["photo", "template", "style", "backend", "seed", "height_mm", "colors", "palette"]
+    assert all(p["parameter_has_default"] for p in params[6:])
+
+    *_, report, _preview, _grey, _palette, _threemf = client.predict(
+        handle_file(str(EXAMPLE)), "default", "toon", "cpu", 0, 100, 1, api_name="/generate"
+    )
+    assert len(report["print"]["colors"]) == 1  # colors=1: the plain one-colour model
+
+    mine = "#ffffff,#1a1a1a"
+    *_, report, _preview, _grey, palette, _threemf = client.predict(
+        handle_file(str(EXAMPLE)), "default", "toon", "cpu", 0, 100, 4, mine, api_name="/generate"
+    )
+    used = {c["hex"].lower() for c in report["print"]["colors"]}
+    assert used and used <= {"#ffffff", "#1a1a1a"}
+
+
+@pytest.mark.parametrize(
+    "colors, palette, message",
+    [
+        (4, "#ffffff,#zzzzzz", "not a hex colour"),
+        (4, ",".join(["#000000"] * 9), "palette needs 1 to 8"),
+        (9, "", "Filament colours must be from 1 to 8; got 9"),
+        (0, "#ffffff", "Filament colours must be from 1 to 8; got 0"),  # checked with a palette too
+    ],
+)
+def test_bad_colour_values_are_readable_errors(client, colors, palette, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(
+            handle_file(str(EXAMPLE)), "default", "toon", "cpu", 0, 100, colors, palette, api_name="/generate"
+        )
 
 
 def test_no_face_is_a_readable_error_and_app_keeps_serving(client):

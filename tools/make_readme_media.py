@@ -177,21 +177,26 @@ def make_app_screenshot() -> None:
         page.goto(url)
         page.locator("#photo input[type=file]").set_input_files(str(PHOTO))
         page.locator("#photo img").first.wait_for(state="visible", timeout=30_000)
-        page.locator(f"#template input[value='{APP_TEMPLATE}']").check()
+        page.locator(f"#template-pictures img[alt='{APP_TEMPLATE.title()}']").click()  # a body picture
+        page.locator(f"#template input[value='{APP_TEMPLATE}']").wait_for(state="attached")
+        page.wait_for_function(
+            "t => document.querySelector(`#template input[value='${t}']`).checked", arg=APP_TEMPLATE
+        )
         page.locator("#generate").click()
         page.wait_for_function(
             "t => (document.querySelector('#quality')?.innerText || '').includes('template ' + t)",
             arg=APP_TEMPLATE,
             timeout=120_000,
         )
-        # let the 3D viewer load and draw the model before the picture is taken
+        # let both 3D viewers load and draw the model before the picture is taken
         page.locator("#viewer canvas").wait_for(state="visible", timeout=60_000)
+        page.locator("#one-colour canvas").wait_for(state="visible", timeout=60_000)
         page.wait_for_function(
-            "() => [...document.querySelectorAll('#stylized img, #preview img')]"
+            "() => [...document.querySelectorAll('#stylized img, #preview img, #print-preview img')]"
             ".every(i => i.complete && i.naturalWidth > 0)",
             timeout=30_000,
         )
-        page.wait_for_timeout(3000)
+        page.wait_for_timeout(6000)  # two SwiftShader canvases
         page.mouse.move(0, 0)
         png = page.screenshot(full_page=True, animations="disabled")
         browser.close()

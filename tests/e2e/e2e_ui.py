@@ -109,7 +109,8 @@ class AppPage:
                 const q = document.querySelector('#quality');
                 if (!q || !q.innerText.includes('Quality') ||
                     !q.innerText.includes('template ' + template)) return false;
-                const busy = ['#stylized', '#preview', '#viewer', '#downloads', '#quality', '#timings']
+                const busy = ['#stylized', '#preview', '#viewer', '#downloads', '#quality', '#timings',
+                              '#print-preview', '#one-colour', '#palette', '#threemf']
                     .map(s => document.querySelector(s + ' [data-testid=status-tracker]'))
                     .some(t => t && !t.classList.contains('hide'));
                 return !busy;
@@ -152,8 +153,9 @@ class AppPage:
         )
         return tuple(img.evaluate("el => [el.naturalWidth, el.naturalHeight]"))
 
-    def canvas_stats(self) -> CanvasStats:
-        canvas = self.page.locator("#viewer canvas")
+    def canvas_stats(self, viewer: str = "viewer") -> CanvasStats:
+        """Of the 3D viewer with elem_id ``viewer`` (the textured one unless told)."""
+        canvas = self.page.locator(f"#{viewer} canvas")
         png = canvas.screenshot(animations="disabled")
         image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
         inner = image[44:].astype(np.int16)  # the block label and icon buttons sit on top
@@ -170,12 +172,14 @@ class AppPage:
             colours=colours,
         )
 
-    def wait_for_drawn_canvas(self, differs_from: np.ndarray | None = None, timeout_s: float = 45):
+    def wait_for_drawn_canvas(
+        self, differs_from: np.ndarray | None = None, timeout_s: float = 45, viewer: str = "viewer"
+    ):
         """Poll the viewer until its canvas shows a model (and, if given, a new picture)."""
-        self.page.locator("#viewer canvas").wait_for(state="visible", timeout=timeout_s * 1000)
+        self.page.locator(f"#{viewer} canvas").wait_for(state="visible", timeout=timeout_s * 1000)
         deadline = time.monotonic() + timeout_s
         while True:
-            stats = self.canvas_stats()
+            stats = self.canvas_stats(viewer)
             changed = differs_from is None or (
                 differs_from.shape != stats.image.shape
                 or np.abs(differs_from.astype(np.int16) - stats.image).mean() > 1.0
@@ -183,7 +187,7 @@ class AppPage:
             if stats.drawn and changed:
                 return stats
             if time.monotonic() > deadline:
-                self.shot("viewer-not-drawn")
+                self.shot(f"{viewer}-not-drawn")
                 raise AssertionError(
                     f"3D viewer canvas not drawn (changed={changed}): share of non-background "
                     f"pixels {stats.foreground_share:.3f}, std {stats.std:.1f}, "
@@ -191,9 +195,30 @@ class AppPage:
                 )
             self.page.wait_for_timeout(500)
 
-    def download_links(self) -> dict[str, str]:
-        """File name -> href of the Downloads component's links."""
-        links = self.page.locator("#downloads a[data-testid=download-link]")
+    def choose_template_picture(self, label: str) -> None:
+        """Click the body picture captioned ``label`` in the Bodies gallery."""
+        self.page.locator(f"#template-pictures img[alt='{label}']").click()
+
+    def checked_template(self) -> str | None:
+        return self.page.locator("#template input[type=radio]:checked").get_attribute("value")
+
+    def set_colors(self, count: int) -> None:
+        """Type ``count`` into the Filament colours slider's number box."""
+        box = self.page.locator("#colors input[type=number]")
+        box.fill(str(count))
+        box.press("Enter")
+
+    def swatches(self) -> list[tuple[str, str, str]]:
+        """The palette swatches as (hex text, chip's CSS background colour, share text)."""
+        return self.page.locator("#palette .swatch").evaluate_all(
+            """els => els.map(e => [e.querySelector('code').innerText.trim(),
+                                 getComputedStyle(e.querySelector('.chip')).backgroundColor,
+                                 e.querySelector('small').innerText.trim()])"""
+        )
+
+    def download_links(self, elem_id: str = "downloads") -> dict[str, str]:
+        """File name -> href of a file output's links (the GLB/STL Downloads unless told)."""
+        links = self.page.locator(f"#{elem_id} a[data-testid=download-link]")
         return {
             links.nth(i).get_attribute("download"): links.nth(i).get_attribute("href")
             for i in range(links.count())

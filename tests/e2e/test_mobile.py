@@ -27,7 +27,7 @@ def test_phone_layout(open_app):
     app = open_app("phone", **PHONE)
     page = app.page
     _no_sideways_scroll(page)
-    for selector in ("#photo", "#template", "#style", "#generate"):
+    for selector in ("#photo", "#template", "#style", "#colors", "#my-filaments", "#generate"):
         _within_width(page, selector)
 
     app.upload(EXAMPLES / "astronaut_closeup.jpg")
@@ -45,7 +45,18 @@ def test_phone_layout(open_app):
     app.wait_for_result("superhero")
 
     # the outputs: each one scrolled to is on screen and fits the width
-    for selector in ("#stylized", "#preview", "#viewer", "#downloads", "#quality", "#timings"):
+    for selector in (
+        "#stylized",
+        "#preview",
+        "#print-preview",
+        "#viewer",
+        "#one-colour",
+        "#palette",
+        "#downloads",
+        "#threemf",
+        "#quality",
+        "#timings",
+    ):
         page.locator(selector).scroll_into_view_if_needed()
         assert page.locator(selector).is_visible(), selector
         _within_width(page, selector)

@@ -37,6 +37,11 @@ def test_page_loads_with_all_controls(open_app):
     assert styles.count() >= 1
     assert page.locator("#style input[type=radio]:checked").count() == 1
 
+    # the colour print: Filament colours (default 4), "Use my filaments", pickers hidden until then
+    assert page.locator("#colors input[type=number]").input_value() == "4"
+    assert not page.locator("#my-filaments input[type=checkbox]").is_checked()
+    assert page.locator("#filament-1").is_hidden()
+
     # the Generate button
     button = page.locator("#generate")
     assert button.is_visible() and button.is_enabled()
@@ -51,7 +56,19 @@ def test_page_loads_with_all_controls(open_app):
     )  # rejects (fails the test) if any thumbnail does not load
 
     # the output panels are there, empty
-    for elem_id in ("stylized", "preview", "viewer", "downloads", "quality", "timings", "timing-chart"):
+    for elem_id in (
+        "stylized",
+        "preview",
+        "viewer",
+        "downloads",
+        "quality",
+        "timings",
+        "timing-chart",
+        "print-preview",
+        "one-colour",
+        "palette",
+        "threemf",
+    ):
         assert page.locator(f"#{elem_id}").count() == 1, elem_id
     app.shot("loaded")
 

@@ -73,7 +73,9 @@ def test_upload_contract(client, uploaded, service_config):
     assert (body["template"], body["style"], body["backend"]) == ("casual", "toon", "cpu")
     assert body["timings_ms"]["total"] > 0 and "export" in body["timings_ms"]
     assert body["face"]["count"] == 1 and 0 <= body["quality"]["score"] <= 100
-    assert set(body["artifacts"]) == {"stylized", "glb", "stl", "preview", "report"}
+    assert set(body["artifacts"]) == {
+        "stylized", "glb", "stl", "preview", "report", "threemf", "print_preview"
+    }
     assert body["artifacts"]["glb"] == f"http://testserver/api/results/{body['id']}/figurine.glb"
     assert response.headers["x-request-id"] and float(response.headers["x-process-time"]) > 0
 
@@ -91,6 +93,8 @@ def test_upload_contract(client, uploaded, service_config):
         ("preview", "image/png"),
         ("stylized", "image/png"),
         ("report", "application/json"),
+        ("threemf", "model/3mf"),
+        ("print_preview", "image/png"),
     ],
 )
 def test_artifacts_are_served_with_their_types(client, uploaded, key, media_type):

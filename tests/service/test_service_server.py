@@ -79,11 +79,14 @@ def test_oversize_body_over_a_socket_is_refused_not_hung(server):
 
 def test_gradio_client_generate_uses_the_same_pipeline_and_pool(server, runtime, tmp_path):
     client = Client(server, verbose=False, download_files=str(tmp_path))
-    stylized, model, preview, downloads, _table, _chart, quality, report = client.predict(
-        handle_file(str(PHOTO)), "default", "toon", "cpu", 0, 100, api_name="/generate"
-    )
-    for path in (stylized, model, preview, *downloads):
+    outputs = client.predict(handle_file(str(PHOTO)), "default", "toon", "cpu", 0, 100, 2, api_name="/generate")
+    # the old outputs first, in their order; the colour print's appended after them
+    stylized, model, preview, downloads, _table, _chart, quality, report = outputs[:8]
+    print_preview, one_colour, _palette, threemf = outputs[8:]
+    for path in (stylized, model, preview, *downloads, print_preview, one_colour, threemf):
         assert Path(path).is_file() and Path(path).stat().st_size > 0
+    assert one_colour.endswith(".stl") and threemf.endswith(".3mf")
+    assert len(report["print"]["colors"]) == 2
     assert model.endswith(".glb") and quality.startswith("### Quality")
     assert report["backend"] == "cpu"
     metrics = httpx.get(f"{server}/metrics").text
