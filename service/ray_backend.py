@@ -105,7 +105,9 @@ class RayBackend:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RayUnavailableError(f"cannot join the Ray cluster at {address}: {first_line}") from None
         self._ray, self._serve = ray, serve
-        self._gcs = _split(ray.get_runtime_context().gcs_address)
+        # The address we were given, when we were given one: the GCS may report another
+        # interface of the same machine.
+        self._gcs = _split(address if address != RAY_ADDRESS_AUTO else ray.get_runtime_context().gcs_address)
         self._reachable = True
         log.info("joined the Ray cluster at %s:%d", *self._gcs)
 
