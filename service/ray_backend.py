@@ -79,7 +79,8 @@ class RayBackend:
         self._gcs: tuple[str, int] | None = None
         self._handle: Any = None
         self._reachable = False
-        self._lock = threading.Lock()
+        self._deploying = False
+        self._generation = 0  # one per connection; a deploy from an older one is ignored
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -191,7 +192,11 @@ class RayBackend:
 
     # -- the cluster ------------------------------------------------------------------------------
     def _watch(self) -> None:
-        """Deploy, then probe the GCS port; after a loss, connect and deploy again."""
+        """Probe the GCS port; deploy when reachable, and connect anew after a loss.
+
+        Deploying waits until every replica is up and warm, which may be never on a cluster
+        short of CPUs; it runs on its own thread, so that probing goes on meanwhile.
+        """
         while not self._stop.is_set():
             assert self._gcs is not None
             reachable = _answers(*self._gcs, timeout_s=1.0)
@@ -201,12 +206,16 @@ class RayBackend:
             elif not reachable and self._reachable:
                 log.error("lost the Ray cluster at %s:%d", *self._gcs)
                 self._reachable = False
-            if self._reachable and self._handle is None:
-                self._deploy()
+            if self._reachable and self._handle is None and not self._deploying:
+                self._deploying = True
+                threading.Thread(
+                    target=self._deploy, args=(self._generation,), name="ray-deploy", daemon=True
+                ).start()
             self.metrics.cluster_ready.set(1 if self.ready else 0)
             self._stop.wait(self.ray_config.probe_interval_s)
 
-    def _deploy(self) -> None:
+    def _deploy(self, generation: int) -> None:
+        """Deploy the Serve application (idempotent: the same config deploys nothing new)."""
         from service.ray_deployments import build_application
 
         serve = self._serve
@@ -216,16 +225,23 @@ class RayBackend:
         try:
             serve.start(http_options={"location": "NoServer"})  # the front end is our HTTP server
             app = build_application(self.config, self.ray_config, with_diffusion=with_diffusion)
-            self._handle = serve.run(app, name=self.ray_config.app_name, route_prefix=None)
+            handle = serve.run(app, name=self.ray_config.app_name, route_prefix=None)
         except (RuntimeError, ConnectionError) as exc:
             log.error("deploying to the Ray cluster failed, will retry: %s", exc)
             return
+        finally:
+            self._deploying = False
+        if generation != self._generation:  # the cluster was lost meanwhile: a stale handle
+            return
+        self._handle = handle
         log.info("Serve application %r up in %.1f s", self.ray_config.app_name, time.perf_counter() - started)
 
     def _reconnect(self) -> None:
         ray = self._ray
         assert ray is not None
         self._handle = None
+        self._generation += 1
+        self._deploying = False  # a deploy stuck on the old connection will never finish
         ray.shutdown()
         try:
             self.connect()

@@ -28,7 +28,7 @@ from toonforge_testing.launch import ROOT, free_port
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 3.0  # grace before SIGKILL; a lost node is a realistic test anyway
 # For every Ray process, drivers included: no usage report, no token file (loopback only).
 RAY_QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 OBJECT_STORE_BYTES = 100 * 1024 * 1024  # photos and results are small; Ray's default is 30% of RAM
@@ -66,10 +66,13 @@ def ray_env(**overrides: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def local_ray_cluster(workdir: Path, node_cpus: tuple[int, ...] = (1, 1)) -> Iterator[LocalRayCluster]:
-    """A head node with ``node_cpus[0]`` CPUs plus one worker node per further entry."""
+def local_ray_cluster(
+    workdir: Path, node_cpus: tuple[int, ...] = (1, 1), port: int | None = None
+) -> Iterator[LocalRayCluster]:
+    """A head node with ``node_cpus[0]`` CPUs (its GCS on ``port``, default a free one) plus
+    one worker node per further entry."""
     ray_cli = Path(sys.executable).parent / "ray"
-    port = free_port()
+    port = port or free_port()
     cluster = LocalRayCluster(address=f"{LOOPBACK}:{port}")
     # Ray's sockets live in its temp folder and a socket path may not pass 107 bytes, so the
     # nodes' folders are short ones in /tmp (logs stay in ``workdir``).

@@ -142,7 +142,9 @@ def test_a_replica_killed_mid_load_loses_no_request(ray_app: RayApp, http: httpx
     assert http.get("/health").status_code == 200
 
 
-def test_losing_the_cluster_makes_ready_and_uploads_503(ray_app: RayApp, http: httpx.Client):
+def test_losing_the_cluster_makes_ready_and_uploads_503_until_it_is_back(
+    ray_app: RayApp, http: httpx.Client, tmp_path: Path
+):
     ray_app.cluster.stop()
     deadline = time.monotonic() + 30
     while http.get("/ready").status_code != 503:
@@ -152,6 +154,16 @@ def test_losing_the_cluster_makes_ready_and_uploads_503(ray_app: RayApp, http: h
     assert response.status_code == 503, response.text
     assert response.json()["error"] == "backend_unavailable" and int(response.headers["Retry-After"]) > 0
     assert http.get("/health").status_code == 200  # alive, only not ready
+    # A new head at the same address (one node with room for both replicas): the front end
+    # joins it, deploys again and serves.
+    port = int(ray_app.cluster.address.rsplit(":", 1)[1])
+    with local_ray_cluster(tmp_path / "cluster-again", node_cpus=(2,), port=port):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while http.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, log_tail(ray_app.app.log_path)
+            time.sleep(0.25)
+        again = upload(http, PHOTO.read_bytes())
+        assert again.status_code == 200, again.text
 
 
 def test_an_unreachable_cluster_at_start_exits_with_one_clear_line(tmp_path: Path):
