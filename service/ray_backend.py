@@ -215,26 +215,52 @@ class RayBackend:
             self._stop.wait(self.ray_config.probe_interval_s)
 
     def _deploy(self, generation: int) -> None:
-        """Deploy the Serve application (idempotent: the same config deploys nothing new)."""
+        """Deploy the Serve application, or take the one already running on the cluster."""
         from service.ray_deployments import build_application
 
         serve = self._serve
         assert serve is not None
         with_diffusion = backend_availability(self.config)["diffusion"].available
         started = time.perf_counter()
+        name = self.ray_config.app_name
         try:
             serve.start(http_options={"location": "NoServer"})  # the front end is our HTTP server
-            app = build_application(self.config, self.ray_config, with_diffusion=with_diffusion)
-            handle = serve.run(app, name=self.ray_config.app_name, route_prefix=None)
+            if name in serve.status().applications:
+                # Another front end (or our previous run) deployed it: use it as it is rather
+                # than redeploying, which would restart every replica.
+                log.info("using the running Serve application %r", name)
+                handle = self._running_app(generation)
+                deployed = False
+            else:
+                app = build_application(self.config, self.ray_config, with_diffusion=with_diffusion)
+                handle = serve.run(app, name=name, route_prefix=None)
+                deployed = True
         except (RuntimeError, ConnectionError) as exc:
             log.error("deploying to the Ray cluster failed, will retry: %s", exc)
             return
         finally:
             self._deploying = False
-        if generation != self._generation:  # the cluster was lost meanwhile: a stale handle
+        if handle is None or generation != self._generation:  # lost meanwhile: a stale handle
             return
         self._handle = handle
-        log.info("Serve application %r up in %.1f s", self.ray_config.app_name, time.perf_counter() - started)
+        if deployed:
+            log.info("deployed Serve application %r in %.1f s", name, time.perf_counter() - started)
+
+    def _running_app(self, generation: int) -> Any:
+        """The handle of the deployed application once it runs (its replicas warm)."""
+        serve = self._serve
+        assert serve is not None
+        name = self.ray_config.app_name
+        while generation == self._generation and not self._stop.is_set():
+            status = serve.status().applications.get(name)
+            if status is None:
+                raise RuntimeError(f"the Serve application {name!r} was deleted while starting")
+            if status.status == "RUNNING":
+                return serve.get_app_handle(name)
+            if status.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+                raise RuntimeError(f"the Serve application {name!r} is {status.status}: {status.message}")
+            self._stop.wait(self.ray_config.probe_interval_s)
+        return None
 
     def _reconnect(self) -> None:
         ray = self._ray

@@ -142,6 +142,37 @@ def test_a_replica_killed_mid_load_loses_no_request(ray_app: RayApp, http: httpx
     assert http.get("/health").status_code == 200
 
 
+def test_the_ui_api_runs_on_the_cluster_too(ray_app: RayApp, http: httpx.Client, tmp_path: Path):
+    from gradio_client import Client, handle_file
+
+    jobs_before = len(job_lines(ray_app))
+    client = Client(ray_app.app.url, verbose=False, download_files=str(tmp_path))
+    _stylized, model, _preview, downloads, _table, _chart, quality, report = client.predict(
+        handle_file(str(PHOTO)), "default", "toon", "cpu", 0, 100, api_name="/generate"
+    )
+    assert Path(model).read_bytes()[:4] == b"glTF" and quality.startswith("### Quality")
+    assert report["backend"] == "cpu" and all(Path(p).stat().st_size > 0 for p in downloads)
+    assert len(job_lines(ray_app)) == jobs_before + 1
+    assert 'toonforge_jobs_total{interface="ui",outcome="ok"}' in http.get("/metrics").text
+
+
+def test_a_second_front_end_uses_the_running_application(ray_app: RayApp, tmp_path: Path):
+    env = scratch_env(tmp_path, **RAY_QUIET, TOONFORGE_RAY_ADDRESS=ray_app.cluster.address)
+    with launched_app(env=env, log_path=LOG_DIR / "app-2.log", timeout_s=120) as second:
+        with httpx.Client(base_url=second.url, trust_env=False, timeout=120) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, log_tail(second.log_path)
+                time.sleep(0.25)
+            response = upload(client, PHOTO.read_bytes())
+            assert response.status_code == 200, response.text
+    text = (LOG_DIR / "app-2.log").read_text(encoding="utf-8", errors="replace")
+    # It joined without redeploying (which would restart every replica) and its job ran there.
+    assert "using the running Serve application 'toonforge'" in text
+    assert "deployed Serve application" not in text and JOB_LINE.search(text)
+    assert ray_app.app.process.poll() is None
+
+
 def test_losing_the_cluster_makes_ready_and_uploads_503_until_it_is_back(
     ray_app: RayApp, http: httpx.Client, tmp_path: Path
 ):
