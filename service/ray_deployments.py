@@ -31,7 +31,9 @@ from pipeline.runner import FigurineResult, Options, run
 from pipeline.stylize import Availability, ProgressFn, StylizeResult, get_stylizer, use_stylizer
 from service.config import RayConfig
 
-log = logging.getLogger("toonforge.ray")
+# A child of Serve's own logger, so that replicas' lines land in each replica's log file on its
+# node (Serve configures only that logger in replicas).
+log = logging.getLogger("ray.serve.toonforge")
 
 PIPELINE_DEPLOYMENT = "pipeline"
 DIFFUSION_DEPLOYMENT = "diffusion"
@@ -97,6 +99,7 @@ class DiffusionReplica:
 
     def __init__(self, config: Config) -> None:
         self.stylizer = get_stylizer("diffusion", config)
+        log.info("diffusion replica on node %s (pid %d)", ray.get_runtime_context().get_node_id(), os.getpid())
 
     def stylize(self, image: np.ndarray, face: FaceAnalysis, style: str, seed: int) -> StylizeResult:
         return self.stylizer.stylize(image, face, style, seed, None)
