@@ -6,8 +6,9 @@ as local mode); each job thread calls the ``pipeline`` deployment's handle and w
 
 Faults:
 - a replica that dies mid-job (the actor is gone) fails that call; it is sent once more, and
-  Serve routes it to a live replica while it replaces the dead one. A second failure is a
-  server fault (500 ``internal_error``). Every wait has a deadline, so nothing hangs.
+  Serve routes it to a live replica while it replaces the dead one. A second death, an
+  exception that is not a ToonforgeError, or no answer within ``job_timeout_s`` (not retried:
+  the job may still be running) is a server fault, 500 ``internal_error``. Nothing hangs.
 - the cluster unreachable (its GCS port stops answering): ``/ready`` says 503 and new and
   waiting jobs get 503 ``backend_unavailable``; once it answers again the front end connects
   and deploys anew.
@@ -54,7 +55,11 @@ class ClusterUnavailableError(BackendUnavailableError):
 
 
 class ReplicaFailedError(RuntimeError):
-    """A job failed on a replica twice (it died, or the job overran): a server fault."""
+    """A job failed on the cluster (a bug, the deadline, or two replica deaths): 500."""
+
+
+class ReplicaDiedError(ReplicaFailedError):
+    """The replica running the job died mid-job: worth one more try on another replica."""
 
 
 def import_ray() -> tuple[ModuleType, ModuleType]:
@@ -149,7 +154,7 @@ class RayBackend:
             try:
                 outcome = self._call(payload, options)
                 break
-            except ReplicaFailedError:
+            except ReplicaDiedError:
                 if attempt == 2:
                     raise
                 self.metrics.cluster_retries.inc()
@@ -183,8 +188,8 @@ class RayBackend:
                 if time.monotonic() > deadline:
                     raise ReplicaFailedError(f"no answer within {self.ray_config.job_timeout_s:g} s")
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-            raise ReplicaFailedError(f"replica died: {type(exc).__name__}") from exc
-        except ray.exceptions.RayTaskError as exc:  # the replica raised something not ours
+            raise ReplicaDiedError(f"replica died: {type(exc).__name__}") from exc
+        except ray.exceptions.RayTaskError as exc:  # a bug would fail again: no retry
             raise ReplicaFailedError(f"replica raised {exc}") from exc
         finally:
             if not answered:  # stop work nobody waits for any more
