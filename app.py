@@ -22,6 +22,8 @@ from pipeline import STAGES, Config, FigurineResult, Options, ToonforgeError, re
 from pipeline.colorprint import DEFAULT_COLORS, MAX_COLORS, MIN_COLORS, check_colors
 from pipeline.stylize import backend_availability, get_stylizer
 from pipeline.templates import load_template, template_names
+from service.config import ServiceConfig
+from service.errors import RayUnavailableError
 from service.http import create_app
 from service.runtime import Runtime
 from service.server import serve
@@ -636,7 +638,11 @@ def main(argv: list[str] | None = None) -> None:
             "yes" if config.zero_gpu else "no",
             config.data_dir,
         )
-    runtime = Runtime(config)  # shared by the UI and the HTTP API
+    runtime = Runtime(config, service=ServiceConfig.from_env())  # shared by the UI and the HTTP API
+    try:
+        runtime.connect()  # Ray mode: join the cluster now, or stop with one clear line
+    except RayUnavailableError as exc:
+        raise SystemExit(f"error: {exc}") from None
     demo = build_demo(runtime)
     app = build_app(runtime, demo, host=host, port=port)
     serve(app, host=host, port=port, share_token=demo.share_token if share else None)

@@ -32,6 +32,12 @@ class RequestTimeoutError(ToonforgeError):
     code = "request_timeout"
 
 
+class RayUnavailableError(RuntimeError):
+    """Ray mode was asked for but cannot start: Ray is not installed or the cluster is
+    unreachable. Raised at startup (the process exits with its one-line message), never
+    for a request."""
+
+
 # Looked up along the exception's MRO, so a subclass inherits its parent's status.
 HTTP_STATUS: dict[type[ToonforgeError], int] = {
     ToonforgeError: 400,

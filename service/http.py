@@ -73,7 +73,7 @@ MEDIA_TYPES = {
 }
 DOWNLOADS = {GLB_NAME, STL_NAME, THREEMF_NAME}  # served as attachments; images and JSON inline
 FORM_FIELDS = ("template", "style", "backend", "seed", "height_mm", "colors", "palette")
-ROUTES = ("/health", "/metrics", "/api/upload", "/api/results/{result_id}/{name}")
+ROUTES = ("/health", "/ready", "/metrics", "/api/upload", "/api/results/{result_id}/{name}")
 UI_ROUTE = "ui"  # metrics/log label for everything the mounted Gradio app serves
 SCOPE_KEY = "toonforge"
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -391,12 +391,25 @@ async def health(request: Request) -> JSONResponse:
             "backends": request.app.state.backends.get(),
             "queue": {
                 "workers": jobs.workers,
-                "mode": "process" if runtime.processes is not None else "thread",
+                "mode": runtime.mode,
                 "running": jobs.running,
                 "waiting": jobs.waiting,
                 "capacity": jobs.capacity,
             },
         }
+    )
+
+
+@status_routes.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: 200 once a job would run at full speed (workers warm, or the Ray replicas up
+    and reachable), 503 until then and while the Ray cluster is lost. /health stays liveness."""
+    runtime = _runtime(request)
+    is_ready = runtime.ready
+    return JSONResponse(
+        {"ready": is_ready, "mode": runtime.mode},
+        status_code=200 if is_ready else 503,
+        headers=None if is_ready else {"Retry-After": "1"},
     )
 
 

@@ -68,6 +68,16 @@ class Metrics:
         self.worker_restarts = Gauge(
             "toonforge_worker_restarts", "Worker processes replaced after dying, since start.", registry=r
         )
+        # Ray mode only (zero otherwise): which node ran each job, replica deaths retried.
+        self.cluster_jobs = Counter(
+            "toonforge_cluster_jobs", "Jobs answered by the Ray cluster, by node id.", ["node"], registry=r
+        )
+        self.cluster_retries = Counter(
+            "toonforge_cluster_retries", "Jobs sent again after a replica failed mid-job.", registry=r
+        )
+        self.cluster_ready = Gauge(
+            "toonforge_cluster_ready", "1 while the Ray deployments are up and reachable.", registry=r
+        )
         Info("toonforge_build", "Toonforge version.", registry=r).info({"version": version})
 
     def bind(self, jobs: "JobPool", store: "ResultStore", processes: "WorkerProcesses | None" = None) -> None:

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline import Config, FigurineResult, Options, ToonforgeError, run
 from pipeline.stylize import ProgressFn
 from pipeline.validate import ImageInput
 from service import __version__
 from service.jobs import JobPool
+from service.config import ServiceConfig
 from service.metrics import Metrics
 from service.storage import ResultStore
 from service.worker import WorkerProcesses
+
+if TYPE_CHECKING:
+    from service.ray_backend import RayBackend
 
 # Diffusion stays in the server process: one copy of the weights on the GPU, and ZeroGPU
 # only grants GPUs to the process that runs the Gradio app.
@@ -33,17 +39,52 @@ class Generated:
 
 
 class Runtime:
-    """One per process: the pool, store and metrics every interface uses."""
+    """One per process: the pool, store and metrics every interface uses.
 
-    def __init__(self, config: Config, *, version: str = __version__) -> None:
+    ``service`` says where jobs run: local worker processes or threads (the default), or the
+    Ray cluster it names (see service/config.py); Ray is imported only in that case.
+    """
+
+    def __init__(
+        self, config: Config, *, service: ServiceConfig | None = None, version: str = __version__
+    ) -> None:
         self.config = config
+        self.service = service or ServiceConfig()
         self.version = version
         self.started = time.monotonic()
-        self.jobs = JobPool(config.workers, config.queue_size)
-        self.processes = WorkerProcesses(config.workers, config) if config.worker_processes else None
         self.store = ResultStore(config.data_dir / "results", config.result_ttl_s, config.max_disk_bytes)
         self.metrics = Metrics(version)
+        self.processes: WorkerProcesses | None = None
+        self.cluster: "RayBackend | None" = None
+        self._warm = threading.Event()  # thread mode: set once the warm-up photo has run
+        self._warming = False
+        if self.service.ray is not None:
+            from service.ray_backend import RayBackend
+
+            # One job thread per job the cluster can run at once when scaled out.
+            self.jobs = JobPool(self.service.ray.max_in_flight, config.queue_size)
+            self.cluster = RayBackend(config, self.service.ray, self.metrics)
+        else:
+            self.jobs = JobPool(config.workers, config.queue_size)
+            if config.worker_processes:
+                self.processes = WorkerProcesses(config.workers, config)
         self.metrics.bind(self.jobs, self.store, self.processes)
+
+    @property
+    def mode(self) -> str:
+        """Where jobs run: ``process`` (local workers), ``thread`` (this process) or ``ray``."""
+        if self.cluster is not None:
+            return "ray"
+        return "process" if self.processes is not None else "thread"
+
+    @property
+    def ready(self) -> bool:
+        """True once a job would run at full speed: workers warm, or Ray replicas up."""
+        if self.cluster is not None:
+            return self.cluster.ready
+        if self.processes is not None:
+            return self.processes.warm
+        return self._warm.is_set()
 
     # -- jobs ---------------------------------------------------------------------------------
     async def generate(self, image: ImageInput, options: Options, *, interface: str) -> Generated:
@@ -75,6 +116,8 @@ class Runtime:
     ) -> tuple[str, "Future[FigurineResult]"]:
         result_id = self.store.reserve(owner)
         try:
+            if self.cluster is not None:
+                self.cluster.check_available()  # 503 backend_unavailable while the cluster is gone
             future = self.jobs.submit(self._job, result_id, image, options, progress, interface)
         except ToonforgeError as exc:
             self.store.discard(result_id)
@@ -102,7 +145,9 @@ class Runtime:
         out_dir = self.store.path(result_id)
         backend = options.backend or self.config.default_backend
         try:
-            if self.processes is not None and backend not in IN_PROCESS_BACKENDS:
+            if self.cluster is not None:
+                result = self.cluster.run(image, options, out_dir)
+            elif self.processes is not None and backend not in IN_PROCESS_BACKENDS:
                 # A lone job may use every core; with company, one each beats sharing.
                 alone = self.jobs.running <= 1
                 threads = (os.cpu_count() or 1) if alone else 1
@@ -130,12 +175,28 @@ class Runtime:
     def uptime_s(self) -> float:
         return time.monotonic() - self.started
 
+    def connect(self) -> None:
+        """Ray mode: join the cluster now (raises RayUnavailableError, one line, if it cannot)."""
+        if self.cluster is not None:
+            self.cluster.connect()
+
     def start(self) -> None:
-        """Start the worker processes now rather than on the first job (server startup)."""
-        if self.processes is not None:
+        """Warm the pipeline now rather than on the first job (server startup): start the worker
+        processes, deploy to the cluster, or (thread mode) run the warm-up photo once."""
+        if self.cluster is not None:
+            self.cluster.start()
+        elif self.processes is not None:
             self.processes.start()
+        elif not self._warming:
+            from service.worker import warm_up
+
+            self._warming = True
+            # On a pool thread, like the jobs it warms up for (one EGL context per job thread).
+            self.jobs.submit(warm_up, self.config).add_done_callback(lambda _f: self._warm.set())
 
     def close(self) -> None:
         self.jobs.shutdown(wait=False)
         if self.processes is not None:
             self.processes.close()
+        if self.cluster is not None:
+            self.cluster.close()

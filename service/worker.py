@@ -10,7 +10,8 @@ because it re-imports the parent's ``__main__`` (``app.py``, the whole UI) in ev
 
 Protocol, one job at a time per child::
 
-    parent -> child   ("warm", config)            once, at start; no answer
+    parent -> child   ("warm", config)            once, at start
+    child  -> parent  ("warm",)                   once warmed up (read by a watcher thread)
     parent -> child   ("run", image, options, out_dir, config, wants_progress, cpu_threads)
     child  -> parent  ("progress", fraction, stage)*  then one of
                       ("done", FigurineResult) | ("error", ToonforgeError) | ("failed", text)
@@ -74,7 +75,23 @@ class WorkerProcess:
         finally:
             child_sock.close()  # the child holds its own copy; ours would keep EOF from arriving
         self._conn = Connection(parent_sock.detach())
+        self._warm = threading.Event()
         self._conn.send(("warm", config))
+        # The only reader until warm: run() waits for it, so two threads never read at once.
+        threading.Thread(target=self._await_warm, name=f"warm-{self.pid}", daemon=True).start()
+
+    def _await_warm(self) -> None:
+        try:
+            self._conn.recv()
+        except (EOFError, OSError):
+            pass  # died while warming: run() will find it dead and the pool replaces it
+        finally:
+            self._warm.set()
+
+    @property
+    def warm(self) -> bool:
+        """The child has run its warm-up photo (or died trying)."""
+        return self._warm.is_set()
 
     @property
     def pid(self) -> int:
@@ -93,6 +110,7 @@ class WorkerProcess:
         progress: ProgressFn | None,
         cpu_threads: int = 1,
     ) -> FigurineResult:
+        self._warm.wait()
         try:
             self._conn.send(("run", image, options, out_dir, config, progress is not None, cpu_threads))
             while True:
@@ -190,6 +208,12 @@ class WorkerProcesses:
             return worker.run(image, options, out_dir, self.config, progress, cpu_threads)
 
     @property
+    def warm(self) -> bool:
+        """Started, and every child has warmed up: a job now runs at full speed."""
+        with self._lock:
+            return self._started and all(w.warm for w in self._all)
+
+    @property
     def pids(self) -> list[int]:
         with self._lock:
             return [w.pid for w in self._all if w.alive]
@@ -225,6 +249,7 @@ def serve(conn: Connection) -> None:
             return
         if message[0] == "warm":
             warm_up(message[1])
+            conn.send(("warm",))
             # Models, graphs and caches live as long as the process: the collector need never
             # look at them again, so each collection below costs 0.5 ms rather than 100.
             gc.collect()

@@ -41,6 +41,15 @@ def get_stylizer(name: str, config: "Config") -> Stylizer:
         return _instances[key]
 
 
+def use_stylizer(name: str, config: "Config", stylizer: Stylizer) -> None:
+    """Make ``get_stylizer(name, config)`` answer ``stylizer`` in this process: how a Ray
+    replica hands the diffusion stage to the GPU deployment (service/ray_deployments.py)."""
+    if name not in BACKEND_NAMES:
+        raise UnknownBackendError(f"Unknown backend {name!r}. Choose one of: {', '.join(BACKEND_NAMES)}.")
+    with _lock:
+        _instances[(name, config)] = stylizer
+
+
 def backend_availability(config: "Config") -> dict[str, Availability]:
     """Availability of every backend, without loading any model."""
     return {name: get_stylizer(name, config).availability() for name in BACKEND_NAMES}
@@ -61,5 +70,6 @@ __all__ = [
     "backend_availability",
     "check_style",
     "get_stylizer",
+    "use_stylizer",
     "require_available",
 ]
