@@ -18,8 +18,10 @@ Ray itself is imported only here and in :mod:`service.ray_deployments`, and only
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import ipaddress
 import logging
 import socket
 import threading
@@ -103,6 +105,7 @@ class RayBackend:
         try:
             ray.init(
                 address=address,
+                **_loopback_node_ip(address),
                 namespace=self.ray_config.namespace,
                 log_to_driver=False,  # replicas' logs stay in each node's own log folder
                 logging_level=logging.WARNING,
@@ -309,6 +312,18 @@ def image_bytes(image: ImageInput) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _loopback_node_ip(address: str) -> dict[str, str]:
+    """A head on a loopback address is on this machine: join it on that address too. Left to
+    itself, Ray's driver takes the machine's outward interface as its own address."""
+    if address == RAY_ADDRESS_AUTO:
+        return {}
+    host, _ = _split(address)
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return {"_node_ip_address": host}
+    return {}
 
 
 def _split(address: str) -> tuple[str, int]:

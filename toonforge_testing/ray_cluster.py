@@ -26,7 +26,9 @@ from typing import Iterator
 
 from toonforge_testing.launch import ROOT, free_port
 
-LOOPBACK = "127.0.0.1"
+# A loopback address Ray takes as given: Ray swaps 127.0.0.1 and "localhost" for the machine's
+# outward interface, and test traffic must stay on loopback.
+LOOPBACK = "127.0.0.2"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 3.0  # grace before SIGKILL; a lost node is a realistic test anyway
 # For every Ray process, drivers included: no usage report, no token file (loopback only).
