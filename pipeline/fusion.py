@@ -91,12 +91,17 @@ def fuse_template(
     hair_mesh = transformed(head.hair, placement)
     parts = build_body(template, head.skin_rgb, head.hair_rgb)
     parts.append(FigurinePart("head", head_mesh, head.skin_rgb, textured=True))
+    ears_mesh = transformed(head.ears, placement) if head.ears is not None else None
+    if ears_mesh is not None:
+        parts.append(FigurinePart("ears", ears_mesh, head.skin_rgb))
     if head.hair_style != "bald":
         parts.append(FigurinePart("hair", hair_mesh, head.hair_rgb))
     timings["body"] = (time.perf_counter() - start) * 1000
 
     start = time.perf_counter()
     head_solids = [to_manifold(head_mesh)]
+    if ears_mesh is not None:
+        head_solids.append(to_manifold(ears_mesh))
     if head.hair_style != "bald":
         head_solids.append(to_manifold(hair_mesh))
     solid = union_solid([_body_solid(template.name), *head_solids])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cache
 
 import cv2
@@ -20,15 +21,26 @@ from PIL import Image
 from scipy.spatial import Delaunay
 
 from pipeline.face_regions import face_oval_ring
-from pipeline.landmarks import CHIN, FOREHEAD_TOP, NOSE_TIP, FaceAnalysis
+from pipeline.hair import frontal_coverage, hair_shape, hair_volume, segment_hair
+from pipeline.landmarks import CHIN, FOREHEAD_TOP, LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, FaceAnalysis
+from pipeline.sculpt import HALF_FACE_MM, NOSTRILS, SCULPTED, caricature_depth, feature_relief
 
 # Head ellipsoid semi-axes in units of half the face width: a big round chibi cranium.
 HEAD_A, HEAD_B, HEAD_C = 1.32, 1.58, 1.55
 RELIEF_GAIN = 1.0  # the frontalized landmarks already read well at figurine scale
-BLEND_BAND = 0.22  # width of the seam between face surface and skull
+BLEND_BAND = 0.22
+JAW_MARGIN = 1.04  # the jaw sits just outside the face outline
+EAR_THICKNESS = 0.11  # half thickness, frontal units: ~3 mm thick at 100 mm
+EYES = SCULPTED
+SKULL_FIT_BAND = 0.6  # how far round the head the skull bends to meet the face edge
+DEPTH_GRID = 160  # samples across the face for the smoothed depth
+DEPTH_SMOOTHING = 0.03  # Gaussian sigma of that smoothing, frontal units (~0.4 mm)  # width of the seam between face surface and skull
 TEXTURE_WIDTH = 512
-SPHERE_RINGS, SPHERE_SEGMENTS = 64, 96
-HAIR_RINGS, HAIR_SEGMENTS = 40, 72
+SPHERE_RINGS, SPHERE_SEGMENTS = 96, 128
+# Rings are spaced as theta = pi * s**RING_WARP: over half of them cover the face, where the
+# sculpted lids, lips and grooves need ~0.4 mm spacing at 100 mm; the back of the skull is smooth.
+RING_WARP = 1.6
+HAIR_RINGS, HAIR_SEGMENTS = 56, 96
 
 MESH_POINTS = 468  # FaceMesh points before the refined iris points
 
@@ -47,12 +59,16 @@ class HeadResult:
     hair_style: str
     nose_relief: float  # how far the nose tip stands out of the skull, in head units
     chin_y: float
+    ears: trimesh.Trimesh | None = None  # closed, skin-coloured; unioned into the print
+    mm_per_unit: float = 0.0  # millimetres per head unit at the default 100 mm height
+    notes: list[str] = dataclass_field(default_factory=list)  # what was not found, for the report
+    landmarks: np.ndarray | None = None  # (478, 3) frontalized landmarks in head units
 
 
 @cache
-def _front_pole_sphere(rings: int, segments: int) -> tuple[np.ndarray, np.ndarray]:
+def _front_pole_sphere(rings: int, segments: int, warp: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Unit sphere whose pole points forward (+z): its rings are densest over the face."""
-    theta = np.linspace(0.0, np.pi, rings + 1)[1:-1]
+    theta = np.pi * np.linspace(0.0, 1.0, rings + 1)[1:-1] ** warp
     phi = np.linspace(0.0, 2 * np.pi, segments, endpoint=False)
     t, p = np.meshgrid(theta, phi, indexing="ij")
     ring_verts = np.stack([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)], -1)
@@ -133,6 +149,28 @@ class _FaceField:
     def depth(self, xy: np.ndarray) -> np.ndarray:
         return self._interpolate(xy, self._depth_values)
 
+    def smooth_depth(self, xy: np.ndarray, sigma: float = DEPTH_SMOOTHING) -> np.ndarray:
+        """Depth with the triangulation's facets blurred away (NaN outside the landmarks).
+
+        A fine mesh reproduces every crease of the piecewise-linear landmark surface; in
+        grey those creases read as wrinkles and cost likeness. So the depth is rasterised
+        on a grid, blurred (normalised, so the face edge is not pulled in) and sampled.
+        """
+        lo, hi = xy.min(axis=0) - 0.05, xy.max(axis=0) + 0.05
+        n = DEPTH_GRID
+        gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))
+        grid = self.depth(np.column_stack([gx.ravel(), gy.ravel()])).reshape(n, n)
+        known = np.isfinite(grid).astype(np.float32)
+        px = sigma / float(max(hi[0] - lo[0], hi[1] - lo[1])) * (n - 1)
+        num = cv2.GaussianBlur(np.nan_to_num(grid).astype(np.float32), (0, 0), px)
+        den = cv2.GaussianBlur(known, (0, 0), px)
+        smooth = np.where(known > 0, num / np.maximum(den, 1e-6), np.nan)
+        u = (xy[:, 0] - lo[0]) / (hi[0] - lo[0]) * (n - 1)
+        v = (xy[:, 1] - lo[1]) / (hi[1] - lo[1]) * (n - 1)
+        from scipy.ndimage import map_coordinates
+
+        return map_coordinates(smooth, [v, u], order=1, mode="nearest", cval=np.nan)
+
     def image_position(self, xy: np.ndarray) -> np.ndarray:
         pos = np.column_stack([xy, np.ones(len(xy))]) @ self._affine
         inside = self._outline.contains_points(xy)
@@ -178,78 +216,13 @@ def _frontal_texture(
 
 
 def _cartoon_hair(rgb: RGB) -> RGB:
-    """Richer, slightly darker hair: a photo's median hair colour looks washed out in plastic."""
+    """Slightly richer hair: a photo's median hair colour looks washed out in plastic.
+    Mild, so fair stays fair and grey stays grey."""
     hsv = cv2.cvtColor(np.uint8([[rgb]]), cv2.COLOR_RGB2HSV).astype(np.float32)
-    hsv[..., 1] = np.clip(hsv[..., 1] * 1.35, 0, 255)
-    hsv[..., 2] = hsv[..., 2] * 0.85
+    hsv[..., 1] = np.clip(hsv[..., 1] * 1.12, 0, 255)
+    hsv[..., 2] = hsv[..., 2] * 0.95
     r, g, b = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0]
     return (int(r), int(g), int(b))
-
-
-def _measure_hair(photo: np.ndarray, face: FaceAnalysis) -> tuple[RGB | None, str, float]:
-    """Hair colour (None when bald), style and volume, from the photo around the face."""
-    h, w = photo.shape[:2]
-    mask = cv2.resize(face.person_mask, (w, h)) > 0.5
-    lm = face.landmarks_px
-    face_h = max(1.0, face.face_height_px)
-    x0, x1 = int(max(0, face.bbox[0])), int(min(w, face.bbox[2]))
-    # The photo's own skin tone, from the middle of the face.
-    cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
-    half = 0.12 * face.face_width_px
-    cheeks = photo[int(cy - half) : int(cy + half), int(cx - 2 * half) : int(cx + 2 * half)]
-    skin = np.median(cheeks.reshape(-1, 3), axis=0) if cheeks.size else np.array([200, 160, 140])
-
-    top = float(lm[FOREHEAD_TOP, 1])
-    band = slice(int(max(0, top - 0.3 * face_h)), int(max(0, top - 0.03 * face_h)))
-    region = photo[band, x0:x1][mask[band, x0:x1]].astype(np.float32)
-    # Hair is whatever in that band is not skin: a high forehead must not dilute it.
-    hairy = region[np.linalg.norm(region - skin, axis=1) > 45] if len(region) else region
-    if len(region) < 20 or len(hairy) < 0.25 * len(region):
-        return None, "bald", 0.0
-    hair = _cartoon_hair(_median_rgb(hairy, (70, 50, 35)))
-    # Height of the person silhouette above the forehead, relative to face height.
-    rows = np.flatnonzero(mask[:, x0:x1].any(axis=1))
-    crown = rows[0] if len(rows) else top
-    height_ratio = float(np.clip((top - crown) / face_h, 0.0, 0.8))
-    # Long hair: hair-coloured silhouette beside the jaw, outside the face.
-    chin_y = int(min(h - 1, lm[CHIN, 1]))
-    jaw = slice(int(max(0, chin_y - 0.25 * face_h)), chin_y)
-    side_w = int(0.25 * face.face_width_px)
-    sides = np.concatenate(
-        [
-            photo[jaw, max(0, x0 - side_w) : x0][mask[jaw, max(0, x0 - side_w) : x0]],
-            photo[jaw, x1 : min(w, x1 + side_w)][mask[jaw, x1 : min(w, x1 + side_w)]],
-        ]
-    )
-    near_hair = (np.linalg.norm(sides.astype(float) - hair, axis=1) < 45).mean() if len(sides) else 0.0
-    style = "long" if near_hair > 0.5 else ("voluminous" if height_ratio > 0.35 else "short")
-    return hair, style, height_ratio
-
-
-def _hair_shell(
-    style: str, height_ratio: float, centre: np.ndarray, hairline_y: float
-) -> trimesh.Trimesh:
-    verts, faces = _front_pole_sphere(HAIR_RINGS, HAIR_SEGMENTS)
-    puff = 1.07 + 0.18 * height_ratio
-    shell = verts * np.array([HEAD_A * 1.07, HEAD_B * puff, HEAD_C * 1.09]) + centre
-    shell[:, 1] += HEAD_B * (puff - 1.0) * 0.6
-    shell[:, 2] -= 0.04
-    centre_y = float(centre[1])
-    direction = verts
-    if style == "long":
-        # Let the back and sides hang down towards the shoulders.
-        back = (direction[:, 1] < 0) & (direction[:, 2] < 0.35)
-        shell[back, 1] = centre_y + (shell[back, 1] - centre_y) * 1.3
-    # Hair reaches ear level at the sides and the nape at the back (lower still when long).
-    side_bottom = centre_y - (0.95 * HEAD_B if style == "long" else 0.1 * HEAD_B)
-    back_bottom = centre_y - (0.95 * HEAD_B if style == "long" else 0.72 * HEAD_B)
-    backness = _smoothstep(-direction[:, 2] / 0.6)
-    bottom = side_bottom + (back_bottom - side_bottom) * backness
-    face_window = (shell[:, 1] < hairline_y) & (direction[:, 2] > 0.05) & (np.abs(shell[:, 0]) < 1.12)
-    tucked = face_window | (shell[:, 1] < bottom)
-    # Tucked vertices go inside the skull, where the union hides them.
-    shell[tucked] = (shell[tucked] - centre) * 0.8 + centre
-    return trimesh.Trimesh(shell, faces, process=False)
 
 
 def _as_jpeg(texture: np.ndarray) -> Image.Image:
@@ -260,22 +233,106 @@ def _as_jpeg(texture: np.ndarray) -> Image.Image:
     return Image.open(buf)
 
 
+def _oval_half_width(oval_xy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Half the face outline's width at heights ``y`` (clamped to the outline's extent)."""
+    half = np.zeros(len(y))
+    for side in (oval_xy[:, 0] < 0, oval_xy[:, 0] >= 0):
+        chain = oval_xy[side]
+        order = np.argsort(chain[:, 1])
+        half += np.abs(np.interp(y, chain[order, 1], chain[order, 0])) / 2
+    return half
+
+
+def _shape_jaw(verts: np.ndarray, oval_xy: np.ndarray, centre_y: float, eye_y: float, mouth_y: float) -> None:
+    """Narrow the skull below the eyes to the person's own cheeks, jaw and chin (in place):
+    the head is then a head, not an egg with a face on it."""
+    y = verts[:, 1]
+    band = _smoothstep((eye_y - y) / max(eye_y - mouth_y, 1e-3))
+    ellipse = HEAD_A * np.sqrt(np.clip(1.0 - ((y - centre_y) / HEAD_B) ** 2, 1e-4, None))
+    target = np.minimum(JAW_MARGIN * _oval_half_width(oval_xy, y) + 0.04, ellipse)
+    verts[:, 0] *= 1.0 + band * (target / ellipse - 1.0)
+    # A jaw is shallower front to back than a cranium: pull the back of the lower head in.
+    back = verts[:, 2] < 0
+    verts[back, 2] *= 1.0 - 0.18 * band[back]
+
+
+def _skull_meets_face(
+    points: np.ndarray, centre_z: float, oval_xy: np.ndarray, field: _FaceField
+) -> np.ndarray:
+    """Skull depth at the front ``points``, moved so it runs into the face outline.
+
+    Where the face edge stands in front of (or behind) the skull, the difference is carried
+    outwards and faded over SKULL_FIT_BAND: cheeks, jaw and temples become one surface with
+    the face instead of a mask's rim standing on an egg.
+    """
+    from matplotlib.path import Path as PolygonPath
+
+    centroid = oval_xy.mean(axis=0)
+    rim = centroid + (oval_xy - centroid) * 0.97  # just inside, where the depth is defined
+    rim_depth = field.smooth_depth(rim)
+    rim_depth = np.where(np.isfinite(rim_depth), rim_depth, field.depth(rim))
+    skull_z = points[:, 2].copy()
+    # The skull's depth at each rim point, from the nearest front vertex.
+    nearest = np.argmin(((points[None, :, :2] - rim[:, None]) ** 2).sum(-1), axis=1)
+    residual = np.nan_to_num(rim_depth - skull_z[nearest])
+    residual = np.convolve(np.concatenate([residual[-2:], residual, residual[:2]]), np.ones(5) / 5, "valid")
+    # Residual at each point: from its nearest rim point, faded with distance outside.
+    d2 = ((points[:, None, :2] - rim[None]) ** 2).sum(-1)
+    idx = d2.argmin(axis=1)
+    dist = np.sqrt(d2[np.arange(len(points)), idx])
+    outside = ~PolygonPath(oval_xy).contains_points(points[:, :2])
+    fade = np.where(outside, _smoothstep(1.0 - dist / SKULL_FIT_BAND), 1.0)
+    # Nothing moves behind the skull's widest section.
+    fade *= _smoothstep((points[:, 2] - centre_z) / 0.35)
+    return skull_z + residual[idx] * fade
+
+
+def _ear_meshes(verts: np.ndarray, frontal: np.ndarray, centre_z: float) -> trimesh.Trimesh:
+    """Two ears: flattened, tilted ellipsoids on the sides of the skull at eye-to-nose height."""
+    ears = []
+    top = frontal[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER], 1].mean() + 0.08
+    bottom = frontal[[NOSTRILS[0], NOSTRILS[1]], 1].mean() - 0.02
+    ear_y = (top + bottom) / 2
+    half_height = max(0.18, (top - bottom) / 2)
+    ear_z = centre_z - 0.25
+    near = (np.abs(verts[:, 1] - ear_y) < 0.08) & (np.abs(verts[:, 2] - ear_z) < 0.15)
+    for sign in (-1.0, 1.0):
+        side = near & (np.sign(verts[:, 0]) == sign)
+        skull_x = float(np.abs(verts[side, 0]).max()) if side.any() else HEAD_A * 0.9
+        ear = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+        ear.apply_scale([EAR_THICKNESS, half_height, 0.62 * half_height])
+        # Tilted back and flared away from the head, as ears are.
+        ear.apply_transform(trimesh.transformations.rotation_matrix(np.radians(-12), [1, 0, 0]))
+        ear.apply_transform(trimesh.transformations.rotation_matrix(np.radians(sign * 28), [0, 1, 0]))
+        ear.apply_translation([sign * (skull_x - 0.02), ear_y, ear_z])
+        ears.append(ear)
+    return trimesh.util.concatenate(ears)
+
+
 def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> HeadResult:
-    """Closed textured head and hair shell for ``face``, textured from ``stylized``."""
+    """Closed textured head, ears and hair shell for ``face``, textured from ``stylized``."""
     frontal = frontalize(face)
     oval = face_oval_ring()
     oval_xy = frontal[oval, :2]
-    field = _FaceField(frontal, face.landmarks_px[:, :2].astype(np.float64), oval_xy)
+    # The sculpted depth: the face's relief amplified like a caricature.
+    sculpted = frontal.copy()
+    sculpted[:, 2] = caricature_depth(frontal)
+    field = _FaceField(sculpted, face.landmarks_px[:, :2].astype(np.float64), oval_xy)
 
     chin_y = float(frontal[CHIN, 1])
     centre_y = chin_y + 0.8 * HEAD_B
 
-    unit, faces = _front_pole_sphere(SPHERE_RINGS, SPHERE_SEGMENTS)
+    unit, faces = _front_pole_sphere(SPHERE_RINGS, SPHERE_SEGMENTS, RING_WARP)
     verts = unit * np.array([HEAD_A, HEAD_B, HEAD_C])
     verts[:, 1] += centre_y
     # Sit the skull so that its front meets the face outline.
     rim = 1.0 - (oval_xy[:, 0] / HEAD_A) ** 2 - ((oval_xy[:, 1] - centre_y) / HEAD_B) ** 2
-    centre_z = float(np.mean(frontal[oval, 2] - HEAD_C * np.sqrt(np.clip(rim, 0.0, None))))
+    centre_z = float(np.mean(sculpted[oval, 2] - HEAD_C * np.sqrt(np.clip(rim, 0.0, None))))
+    verts[:, 2] += centre_z
+    eye_y = float(frontal[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER], 1].mean())
+    mouth_y = float(frontal[[61, 291], 1].mean())
+    verts[:, 2] -= centre_z
+    _shape_jaw(verts, oval_xy, centre_y, eye_y, mouth_y)
     verts[:, 2] += centre_z
 
     front = unit[:, 2] > 0.0
@@ -285,9 +342,10 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     inside = PolygonPath(oval_xy).contains_points(xy)
     weight = np.zeros(len(xy))
     weight[inside] = _smoothstep(_distance_to_polygon(xy[inside], oval_xy) / BLEND_BAND)
-    skull_z = verts[front, 2]
+    skull_z = _skull_meets_face(verts[front], centre_z, oval_xy, field)
+    verts[front, 2] = skull_z
     depth = skull_z.copy()
-    depth[inside] = field.depth(xy[inside])
+    depth[inside] = field.smooth_depth(xy[inside]) + feature_relief(xy[inside], frontal, EYES)
     depth = np.where(np.isnan(depth), skull_z, depth)
     face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
     # Never carve the face behind the skull's own back half.
@@ -302,11 +360,24 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     uv[back] = 0.5 + 0.49 * radial
     uv = np.clip(uv, 0.0, 1.0)
 
-    hair_rgb, style, height_ratio = _measure_hair(photo, face)
-    hairline_y = float(frontal[FOREHEAD_TOP, 1]) - 0.05
-    hair = _hair_shell(style, height_ratio, np.array([0.0, centre_y, centre_z]), hairline_y)
+    ears = _ear_meshes(verts, frontal, centre_z)
 
-    nose = frontal[NOSE_TIP]
+    segmentation = segment_hair(photo, face)
+    forehead_y = float(frontal[FOREHEAD_TOP, 1])
+    coverage, grid_x0, grid_top = frontal_coverage(
+        segmentation.mask, field.image_position, chin_y, centre_y + 1.6 * HEAD_B, forehead_y
+    )
+    shape = hair_shape(coverage, grid_x0, grid_top, chin_y, forehead_y)
+    style = shape.style if segmentation.rgb is not None else "bald"
+    hair_rgb = _cartoon_hair(segmentation.rgb) if segmentation.rgb is not None else None
+    hair_unit, hair_faces = _front_pole_sphere(HAIR_RINGS, HAIR_SEGMENTS, 1.3)
+    ear_top_y = float(frontal[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER], 1].mean()) + 0.12
+    hair = hair_volume(
+        shape, hair_unit, hair_faces, np.array([HEAD_A, HEAD_B, HEAD_C]),
+        np.array([0.0, centre_y, centre_z]), chin_y, ear_top_y,
+    )
+
+    nose = sculpted[NOSE_TIP]
     nose_rim = 1.0 - (nose[0] / HEAD_A) ** 2 - ((nose[1] - centre_y) / HEAD_B) ** 2
     skull_at_nose = centre_z + HEAD_C * np.sqrt(max(nose_rim, 0.0))
     nose_relief = float(centre_z + RELIEF_GAIN * (nose[2] - centre_z) - skull_at_nose)
@@ -316,6 +387,7 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     scale = 1.0 / (2 * HEAD_B)
     head_verts = (verts - shift) * scale
     hair_verts = (np.asarray(hair.vertices) - shift) * scale
+    ear_verts = (np.asarray(ears.vertices) - shift) * scale
 
     material = trimesh.visual.material.PBRMaterial(
         name="face",
@@ -339,4 +411,8 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         hair_style=style,
         nose_relief=nose_relief * scale,
         chin_y=(chin_y - centre_y) * scale,
+        ears=trimesh.Trimesh(ear_verts, ears.faces, process=False),
+        mm_per_unit=HALF_FACE_MM / scale,
+        notes=segmentation.notes,
+        landmarks=(sculpted - shift) * scale,
     )
