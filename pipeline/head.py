@@ -23,18 +23,20 @@ from scipy.spatial import Delaunay
 from pipeline.face_regions import face_oval_ring
 from pipeline.hair import frontal_coverage, hair_shape, hair_volume, segment_hair
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, FaceAnalysis
-from pipeline.sculpt import HALF_FACE_MM, NOSTRILS, SCULPTED, caricature_depth, feature_relief
+from pipeline.sculpt import HALF_FACE_MM, NOSTRILS, SCULPTED, caricature_depth, face_carving, feature_relief
 
 # Head ellipsoid semi-axes in units of half the face width: a big round chibi cranium.
 HEAD_A, HEAD_B, HEAD_C = 1.32, 1.58, 1.55
-RELIEF_GAIN = 1.0  # the frontalized landmarks already read well at figurine scale
-BLEND_BAND = 0.22
-JAW_MARGIN = 1.04  # the jaw sits just outside the face outline
-EAR_THICKNESS = 0.11  # half thickness, frontal units: ~3 mm thick at 100 mm
-EYES = SCULPTED
+RELIEF_GAIN = 1.0  # the sculpt module does the exaggeration (pipeline.sculpt)
+BLEND_BAND = 0.22  # width of the seam between face surface and skull
 SKULL_FIT_BAND = 0.6  # how far round the head the skull bends to meet the face edge
+JAW_MARGIN = 1.04  # the jaw sits just outside the face outline
+EAR_THICKNESS = 0.11  # half thickness, frontal units: ~2.7 mm thick at 100 mm
+EYES = SCULPTED  # measured against GROOVES with dlib: see docs in pipeline/sculpt.py
+INK_GROOVES = True  # carve the cartoon's ink and the photo's shading into the face
+SHADE_FROM_PHOTO = True  # shading relief from the photo (else from the cartoon)
 DEPTH_GRID = 160  # samples across the face for the smoothed depth
-DEPTH_SMOOTHING = 0.03  # Gaussian sigma of that smoothing, frontal units (~0.4 mm)  # width of the seam between face surface and skull
+DEPTH_SMOOTHING = 0.03  # Gaussian sigma of that smoothing, frontal units (~0.4 mm)
 TEXTURE_WIDTH = 512
 SPHERE_RINGS, SPHERE_SEGMENTS = 96, 128
 # Rings are spaced as theta = pi * s**RING_WARP: over half of them cover the face, where the
@@ -335,6 +337,7 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     _shape_jaw(verts, oval_xy, centre_y, eye_y, mouth_y)
     verts[:, 2] += centre_z
 
+    texture, skin, (x0, x1, y0, y1) = _frontal_texture(stylized, field, oval_xy, centre_y)
     front = unit[:, 2] > 0.0
     xy = verts[front, :2]
     from matplotlib.path import Path as PolygonPath
@@ -346,12 +349,16 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     verts[front, 2] = skull_z
     depth = skull_z.copy()
     depth[inside] = field.smooth_depth(xy[inside]) + feature_relief(xy[inside], frontal, EYES)
+    if INK_GROOVES:
+        # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
+        shade = _frontal_texture(photo, field, oval_xy, centre_y)[0] if SHADE_FROM_PHOTO else None
+        carving = face_carving(texture, (x0, x1, y0, y1), skin, xy[inside], shade)
+        depth[inside] -= weight[inside] * carving
     depth = np.where(np.isnan(depth), skull_z, depth)
     face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
     # Never carve the face behind the skull's own back half.
     verts[front, 2] = np.maximum((1 - weight) * skull_z + weight * face_z, centre_z)
 
-    texture, skin, (x0, x1, y0, y1) = _frontal_texture(stylized, field, oval_xy, centre_y)
     uv = np.column_stack([(verts[:, 0] - x0) / (x1 - x0), (verts[:, 1] - y0) / (y1 - y0)])
     # The back half maps radially onto the skin border of the texture, so no triangle
     # between front and back smears the face across the side of the head.

@@ -170,3 +170,50 @@ def feature_relief(xy: np.ndarray, frontal: np.ndarray, eyes: EyeStyle = SCULPTE
         relief += _blob(xy, p[nostril] + [0.0, -0.02], -mm(0.6), (0.045, 0.03))
         relief += _tube(xy, p[list(wing)], -mm(0.35), 0.06, taper=True)
     return relief
+
+
+INK_DEPTH_MM = 0.5
+INK_WIDTH_MM = 0.9
+SHADE_MM = 1.0
+SHADE_SCALE = 6.0  # the neighbourhood a shade is compared with, in groove widths
+SHADE_CONTRAST = 0.3  # local contrast (share of the face's brightness) carved at full depth
+
+
+def face_carving(
+    texture: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    skin: tuple[int, int, int],
+    xy: np.ndarray,
+    shade: np.ndarray | None = None,
+) -> np.ndarray:
+    """Depth (frontal units, > 0 is deeper) carved into the face at frontal points ``xy``.
+
+    ``texture`` is the stylized face in the frontal frame spanning ``bounds`` (x0, x1, y0, y1).
+    Two things are carved, both measured with the dlib recogniser to make a grey print more
+    like its owner:
+    - the cartoon's ink (what is much darker than the skin: brows, lash lines, lip line,
+      glasses, beard outline), widened to a printable groove INK_WIDTH_MM across;
+    - shading, lithophane-like: what is darker than its surroundings in ``shade`` (the photo
+      in the same frame, else the texture) sits up to SHADE_MM deeper, so the print keeps the
+      photo's own folds, eyelids and creases.
+    """
+    import cv2
+
+    x0, x1, y0, y1 = bounds
+    h, w = texture.shape[:2]
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    lum = texture.astype(np.float32) @ weights
+    skin_lum = max(20.0, float(np.dot(skin, weights)))
+    ink = np.clip((0.55 * skin_lum - lum) / (0.25 * skin_lum), 0.0, 1.0)
+    px_per_unit = (w - 1) / (x1 - x0)
+    sigma = max(1.0, mm(INK_WIDTH_MM) * px_per_unit / 4)
+    ink = cv2.GaussianBlur(cv2.dilate(ink, np.ones((3, 3), np.uint8)), (0, 0), sigma)
+    depth = mm(INK_DEPTH_MM) * np.clip(ink * 1.5, 0.0, 1.0)
+    source = (shade if shade is not None else texture).astype(np.float32) @ weights
+    source = cv2.GaussianBlur(source, (0, 0), sigma / 2)
+    local = source - cv2.GaussianBlur(source, (0, 0), SHADE_SCALE * sigma)
+    reference = max(20.0, float(np.median(source[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4])))
+    depth += mm(SHADE_MM) * np.clip(-local / (SHADE_CONTRAST * reference), -1.0, 1.0)
+    u = ((xy[:, 0] - x0) / (x1 - x0) * (w - 1)).astype(np.float32)
+    v = ((y1 - xy[:, 1]) / (y1 - y0) * (h - 1)).astype(np.float32)
+    return cv2.remap(depth, u[None], v[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[0]
