@@ -20,7 +20,8 @@ import trimesh
 from PIL import Image
 from scipy.spatial import Delaunay
 
-from pipeline.face_regions import face_oval_ring
+from pipeline.face_regions import face_oval_ring, feature_groups
+from pipeline.face_texture import clean_face
 from pipeline.hair import frontal_coverage, hair_shape, hair_volume, segment_hair
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, FaceAnalysis
 from pipeline.sculpt import HALF_FACE_MM, NOSTRILS, SCULPTED, caricature_depth, face_carving, feature_relief
@@ -35,6 +36,7 @@ EAR_THICKNESS = 0.11  # half thickness, frontal units: ~2.7 mm thick at 100 mm
 EYES = SCULPTED  # measured against GROOVES with dlib: see docs in pipeline/sculpt.py
 INK_GROOVES = True  # carve the cartoon's ink and the photo's shading into the face
 SHADE_FROM_PHOTO = True  # shading relief from the photo (else from the cartoon)
+STRAND_DISTANCE = 22.0  # 8-bit LAB distance to the hair colour for a strand across the face
 DEPTH_GRID = 160  # samples across the face for the smoothed depth
 DEPTH_SMOOTHING = 0.03  # Gaussian sigma of that smoothing, frontal units (~0.4 mm)
 TEXTURE_WIDTH = 512
@@ -187,34 +189,81 @@ def _median_rgb(pixels: np.ndarray, fallback: RGB) -> RGB:
     return (int(med[0]), int(med[1]), int(med[2]))
 
 
+@dataclass
+class _FrontalWarp:
+    """Pixel maps from the frontal texture to the photo, and the frame they span."""
+
+    map_x: np.ndarray
+    map_y: np.ndarray
+    bounds: tuple[float, float, float, float]  # x0, x1, y0, y1 in frontal units
+
+    @classmethod
+    def build(cls, field: _FaceField, centre_y: float) -> "_FrontalWarp":
+        width = TEXTURE_WIDTH
+        height = int(round(width * HEAD_B / HEAD_A))
+        x0, x1, y0, y1 = -HEAD_A, HEAD_A, centre_y - HEAD_B, centre_y + HEAD_B
+        grid = 64  # the warp is smooth: a coarse grid, upsampled, is enough
+        gx, gy = np.meshgrid(np.linspace(x0, x1, grid), np.linspace(y1, y0, grid))
+        coarse = field.image_position(np.column_stack([gx.ravel(), gy.ravel()]))
+        map_x = cv2.resize(coarse[:, 0].reshape(grid, grid).astype(np.float32), (width, height))
+        map_y = cv2.resize(coarse[:, 1].reshape(grid, grid).astype(np.float32), (width, height))
+        return cls(map_x, map_y, (x0, x1, y0, y1))
+
+    def warp(self, image: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+        return cv2.remap(image, self.map_x, self.map_y, cv2.INTER_LINEAR, borderMode=border)
+
+    def to_px(self, xy: np.ndarray) -> np.ndarray:
+        x0, x1, y0, y1 = self.bounds
+        h, w = self.map_x.shape
+        return np.column_stack([(xy[:, 0] - x0) / (x1 - x0) * (w - 1), (y1 - xy[:, 1]) / (y1 - y0) * (h - 1)])
+
+
+def _occluders(
+    frontal_photo: np.ndarray,
+    warp: _FrontalWarp,
+    face: FaceAnalysis,
+    frontal: np.ndarray,
+    hair_rgb: RGB | None,
+) -> np.ndarray:
+    """Frontal-frame mask of what covers the face: not the person (objects, background), or
+    hair-coloured strands across the forehead and cheeks (never the eyes, brows, nose, lips,
+    nor the mouth and chin, where a beard is the person's own)."""
+    h_img, w_img = face.person_mask.shape[:2]
+    sx, sy = w_img / face.image_size[0], h_img / face.image_size[1]
+    person = cv2.remap(face.person_mask, warp.map_x * sx, warp.map_y * sy, cv2.INTER_LINEAR)
+    occluded = person < 0.5
+    if hair_rgb is not None:
+        lab = cv2.cvtColor(frontal_photo, cv2.COLOR_RGB2LAB).astype(np.float32)
+        hair_lab = cv2.cvtColor(np.uint8([[hair_rgb]]), cv2.COLOR_RGB2LAB).astype(np.float32)[0, 0]
+        strands = np.linalg.norm(lab - hair_lab, axis=-1) < STRAND_DISTANCE
+        keep = np.zeros(strands.shape, np.uint8)
+        for name, idx in feature_groups().items():
+            hull = cv2.convexHull(warp.to_px(frontal[idx, :2]).astype(np.int32))
+            cv2.fillConvexPoly(keep, hull, 1)
+        keep = cv2.dilate(keep, np.ones((15, 15), np.uint8))
+        below_nose = warp.to_px(frontal[[NOSE_TIP], :2])[0, 1]
+        keep[int(below_nose) :, :] = 1  # moustache, beard, lips: the person's own
+        occluded |= strands & (keep == 0)
+    return occluded
+
+
 def _frontal_texture(
-    stylized: np.ndarray, field: _FaceField, oval_xy: np.ndarray, centre_y: float
-) -> tuple[np.ndarray, RGB, tuple[float, float, float, float]]:
-    """Warp the stylized face into the frontal frame; paint skin outside the face oval."""
-    width = TEXTURE_WIDTH
-    height = int(round(width * HEAD_B / HEAD_A))
-    x0, x1, y0, y1 = -HEAD_A, HEAD_A, centre_y - HEAD_B, centre_y + HEAD_B
-    grid = 64  # the warp is smooth: a coarse grid, upsampled, is enough
-    gx, gy = np.meshgrid(np.linspace(x0, x1, grid), np.linspace(y1, y0, grid))
-    coarse = field.image_position(np.column_stack([gx.ravel(), gy.ravel()]))
-    map_x = cv2.resize(coarse[:, 0].reshape(grid, grid).astype(np.float32), (width, height))
-    map_y = cv2.resize(coarse[:, 1].reshape(grid, grid).astype(np.float32), (width, height))
-    warped = cv2.remap(stylized, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-    def to_px(xy: np.ndarray) -> np.ndarray:
-        return np.column_stack(
-            [(xy[:, 0] - x0) / (x1 - x0) * (width - 1), (y1 - xy[:, 1]) / (y1 - y0) * (height - 1)]
-        )
-
-    oval_px = to_px(oval_xy).astype(np.int32)
+    image: np.ndarray, warp: _FrontalWarp, oval_xy: np.ndarray, yaw_deg: float, occluded: np.ndarray
+) -> tuple[np.ndarray, RGB]:
+    """``image`` in the frontal frame, its hidden side and occluders filled from the mirrored
+    half (pipeline.face_texture), skin outside the face oval."""
+    warped, unknown = clean_face(warp.warp(image), warp.bounds[:2], yaw_deg, occluded)
+    height, width = warped.shape[:2]
+    oval_px = warp.to_px(oval_xy).astype(np.int32)
     inner = np.zeros((height, width), np.uint8)
     cv2.fillPoly(inner, [oval_px], 255)
     inner = cv2.erode(inner, np.ones((11, 11), np.uint8))  # keep background off the cheeks
     lum = warped.mean(axis=2)
-    skin = _median_rgb(warped[(inner > 0) & (lum > 70)], (230, 190, 160))
+    skin = _median_rgb(warped[(inner > 0) & (lum > 70) & ~unknown], (230, 190, 160))
+    inner[unknown] = 0
     alpha = cv2.GaussianBlur(inner.astype(np.float32) / 255.0, (0, 0), 3.0)[..., None]
     texture = warped * alpha + np.array(skin, np.float32) * (1 - alpha)
-    return np.clip(texture, 0, 255).astype(np.uint8), skin, (x0, x1, y0, y1)
+    return np.clip(texture, 0, 255).astype(np.uint8), skin
 
 
 def _cartoon_hair(rgb: RGB) -> RGB:
@@ -337,7 +386,12 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     _shape_jaw(verts, oval_xy, centre_y, eye_y, mouth_y)
     verts[:, 2] += centre_z
 
-    texture, skin, (x0, x1, y0, y1) = _frontal_texture(stylized, field, oval_xy, centre_y)
+    segmentation = segment_hair(photo, face)
+    warp = _FrontalWarp.build(field, centre_y)
+    frontal_photo = warp.warp(photo)
+    occluded = _occluders(frontal_photo, warp, face, frontal, segmentation.rgb)
+    texture, skin = _frontal_texture(stylized, warp, oval_xy, face.pose.yaw, occluded)
+    x0, x1, y0, y1 = warp.bounds
     front = unit[:, 2] > 0.0
     xy = verts[front, :2]
     from matplotlib.path import Path as PolygonPath
@@ -351,7 +405,9 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     depth[inside] = field.smooth_depth(xy[inside]) + feature_relief(xy[inside], frontal, EYES)
     if INK_GROOVES:
         # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
-        shade = _frontal_texture(photo, field, oval_xy, centre_y)[0] if SHADE_FROM_PHOTO else None
+        shade = None
+        if SHADE_FROM_PHOTO:
+            shade = _frontal_texture(photo, warp, oval_xy, face.pose.yaw, occluded)[0]
         carving = face_carving(texture, (x0, x1, y0, y1), skin, xy[inside], shade)
         depth[inside] -= weight[inside] * carving
     depth = np.where(np.isnan(depth), skull_z, depth)
@@ -369,7 +425,6 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
 
     ears = _ear_meshes(verts, frontal, centre_z)
 
-    segmentation = segment_hair(photo, face)
     forehead_y = float(frontal[FOREHEAD_TOP, 1])
     coverage, grid_x0, grid_top = frontal_coverage(
         segmentation.mask, field.image_position, chin_y, centre_y + 1.6 * HEAD_B, forehead_y
