@@ -52,12 +52,17 @@ def clean_face(
     shows (to be painted with skin by the caller).
     """
     h, w = warped.shape[:2]
-    weight = np.broadcast_to(mirror_weight(w, *x_range, yaw_deg)[None, :], (h, w)).copy()
+    column_weight = mirror_weight(w, *x_range, yaw_deg)
+    out = warped.copy()
+    mirrored = warped[:, ::-1]
+    cols = np.flatnonzero(column_weight > 0)  # the turned-away side, if any
+    if len(cols):
+        wgt = column_weight[cols][None, :, None] if warped.ndim == 3 else column_weight[cols][None, :]
+        out[:, cols] = (warped[:, cols] * (1 - wgt) + mirrored[:, cols] * wgt).astype(warped.dtype)
     unknown = np.zeros((h, w), bool)
-    if occluded is not None:
+    if occluded is not None and occluded.any():
         mirrored_occluded = occluded[:, ::-1]
-        weight = np.maximum(weight, occluded & ~mirrored_occluded)
         unknown = occluded & mirrored_occluded
-    mirrored = warped[:, ::-1].astype(np.float32)
-    out = warped.astype(np.float32) * (1 - weight[..., None]) + mirrored * weight[..., None]
-    return out.astype(warped.dtype), unknown
+        swap = occluded & ~mirrored_occluded
+        out[swap] = mirrored[swap]
+    return out, unknown

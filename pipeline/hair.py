@@ -22,6 +22,7 @@ from pipeline.landmarks import CHIN, FOREHEAD_TOP, FaceAnalysis
 RGB = tuple[int, int, int]
 
 # Frontal-frame raster on which the hair coverage is sampled.
+WORK_SIZE = 320  # px: hair is segmented on a copy no larger than this
 GRID_HALF_WIDTH = 2.6
 GRID_STEP = 0.04
 SKIN_CLUSTER_DISTANCE = 14.0  # CIELAB distance from the skin beyond which a cluster is hair
@@ -62,17 +63,31 @@ def _lab_to_true(lab: np.ndarray) -> np.ndarray:
 
 
 def segment_hair(photo: np.ndarray, face: FaceAnalysis) -> HairSegmentation:
-    """The hair mask and colour: person pixels round the head that are not skin, clustered."""
+    """The hair mask and colour: person pixels round the head that are not skin, clustered.
+
+    Worked out on a copy at most WORK_SIZE px across (the mask is smooth, the colour a
+    median); the mask comes back at the photo's size."""
+    full_h, full_w = photo.shape[:2]
+    factor = min(1.0, WORK_SIZE / max(full_h, full_w))
+    if factor < 1.0:
+        small = cv2.resize(photo, (int(full_w * factor), int(full_h * factor)), interpolation=cv2.INTER_AREA)
+        result = _segment(small, face, factor)
+        result.mask = cv2.resize(result.mask, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
+        return result
+    return _segment(photo, face, 1.0)
+
+
+def _segment(photo: np.ndarray, face: FaceAnalysis, factor: float) -> HairSegmentation:
     h, w = photo.shape[:2]
     person = cv2.resize(face.person_mask, (w, h), interpolation=cv2.INTER_LINEAR)
-    lm = face.landmarks_px
-    face_w, face_h = max(1.0, face.face_width_px), max(1.0, face.face_height_px)
+    lm = face.landmarks_px * factor
+    face_w, face_h = max(1.0, face.face_width_px * factor), max(1.0, face.face_height_px * factor)
     if float(person.max()) < 0.5:
         return HairSegmentation(np.zeros((h, w), np.float32), None, ["No person outline found: the figurine gets no hair."])
 
     lab = _lab_to_true(_lab(photo)).reshape(h, w, 3)
     # Skin: the middle of the face (cheeks and nose bridge), robust to a beard below.
-    cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
+    cx, cy = (face.bbox[0] + face.bbox[2]) / 2 * factor, (face.bbox[1] + face.bbox[3]) / 2 * factor
     half = int(max(2, 0.12 * face_w))
     cheeks = lab[int(cy - half) : int(cy + half), int(cx - 2 * half) : int(cx + 2 * half)].reshape(-1, 3)
     skin = np.median(cheeks, axis=0) if len(cheeks) else np.array([70.0, 15.0, 18.0])

@@ -40,11 +40,11 @@ STRAND_DISTANCE = 22.0  # 8-bit LAB distance to the hair colour for a strand acr
 DEPTH_GRID = 160  # samples across the face for the smoothed depth
 DEPTH_SMOOTHING = 0.03  # Gaussian sigma of that smoothing, frontal units (~0.4 mm)
 TEXTURE_WIDTH = 512
-SPHERE_RINGS, SPHERE_SEGMENTS = 96, 128
+SPHERE_RINGS, SPHERE_SEGMENTS = 72, 104
 # Rings are spaced as theta = pi * s**RING_WARP: over half of them cover the face, where the
 # sculpted lids, lips and grooves need ~0.4 mm spacing at 100 mm; the back of the skull is smooth.
 RING_WARP = 1.6
-HAIR_RINGS, HAIR_SEGMENTS = 56, 96
+HAIR_RINGS, HAIR_SEGMENTS = 48, 80
 
 MESH_POINTS = 468  # FaceMesh points before the refined iris points
 
@@ -97,14 +97,14 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-def _distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    a = polygon
-    b = np.roll(polygon, -1, axis=0)
-    ab = b - a
-    ap = points[:, None, :] - a[None]
-    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
-    closest = a[None] + t[..., None] * ab[None]
-    return np.linalg.norm(points[:, None, :] - closest, axis=-1).min(axis=1)
+def _distance_to_polygon(points: np.ndarray, polygon: np.ndarray, samples_per_edge: int = 8) -> np.ndarray:
+    """Distance from each point to a closed polygon's outline (to within a small fraction of
+    an edge: the outline is sampled densely and searched with a k-d tree)."""
+    from scipy.spatial import cKDTree
+
+    t = np.linspace(0.0, 1.0, samples_per_edge, endpoint=False)[None, :, None]
+    outline = (polygon[:, None] + t * (np.roll(polygon, -1, axis=0) - polygon)[:, None]).reshape(-1, 2)
+    return cKDTree(outline).query(points)[0]
 
 
 def frontalize(face: FaceAnalysis) -> np.ndarray:
@@ -209,6 +209,12 @@ class _FrontalWarp:
         map_y = cv2.resize(coarse[:, 1].reshape(grid, grid).astype(np.float32), (width, height))
         return cls(map_x, map_y, (x0, x1, y0, y1))
 
+    def scaled(self, factor: float) -> "_FrontalWarp":
+        """The same warp on a texture ``factor`` times the size."""
+        h, w = self.map_x.shape
+        size = (max(8, int(round(w * factor))), max(8, int(round(h * factor))))
+        return _FrontalWarp(cv2.resize(self.map_x, size), cv2.resize(self.map_y, size), self.bounds)
+
     def warp(self, image: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
         return cv2.remap(image, self.map_x, self.map_y, cv2.INTER_LINEAR, borderMode=border)
 
@@ -259,11 +265,13 @@ def _frontal_texture(
     cv2.fillPoly(inner, [oval_px], 255)
     inner = cv2.erode(inner, np.ones((11, 11), np.uint8))  # keep background off the cheeks
     lum = warped.mean(axis=2)
-    skin = _median_rgb(warped[(inner > 0) & (lum > 70) & ~unknown], (230, 190, 160))
+    skin = _median_rgb(warped[(inner > 0) & (lum > 70) & ~unknown][::4], (230, 190, 160))
     inner[unknown] = 0
-    alpha = cv2.GaussianBlur(inner.astype(np.float32) / 255.0, (0, 0), 3.0)[..., None]
-    texture = warped * alpha + np.array(skin, np.float32) * (1 - alpha)
-    return np.clip(texture, 0, 255).astype(np.uint8), skin
+    alpha = cv2.GaussianBlur(inner.astype(np.float32) / 255.0, (0, 0), 3.0)
+    plain = np.empty_like(warped)
+    plain[:] = skin
+    texture = cv2.blendLinear(warped, plain, alpha, 1.0 - alpha)
+    return texture, skin
 
 
 def _cartoon_hair(rgb: RGB) -> RGB:
@@ -324,13 +332,13 @@ def _skull_meets_face(
     rim_depth = np.where(np.isfinite(rim_depth), rim_depth, field.depth(rim))
     skull_z = points[:, 2].copy()
     # The skull's depth at each rim point, from the nearest front vertex.
-    nearest = np.argmin(((points[None, :, :2] - rim[:, None]) ** 2).sum(-1), axis=1)
+    from scipy.spatial import cKDTree
+
+    nearest = cKDTree(points[:, :2]).query(rim)[1]
     residual = np.nan_to_num(rim_depth - skull_z[nearest])
     residual = np.convolve(np.concatenate([residual[-2:], residual, residual[:2]]), np.ones(5) / 5, "valid")
     # Residual at each point: from its nearest rim point, faded with distance outside.
-    d2 = ((points[:, None, :2] - rim[None]) ** 2).sum(-1)
-    idx = d2.argmin(axis=1)
-    dist = np.sqrt(d2[np.arange(len(points)), idx])
+    dist, idx = cKDTree(rim).query(points[:, :2])
     outside = ~PolygonPath(oval_xy).contains_points(points[:, :2])
     fade = np.where(outside, _smoothstep(1.0 - dist / SKULL_FIT_BAND), 1.0)
     # Nothing moves behind the skull's widest section.
@@ -350,7 +358,7 @@ def _ear_meshes(verts: np.ndarray, frontal: np.ndarray, centre_z: float) -> trim
     for sign in (-1.0, 1.0):
         side = near & (np.sign(verts[:, 0]) == sign)
         skull_x = float(np.abs(verts[side, 0]).max()) if side.any() else HEAD_A * 0.9
-        ear = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+        ear = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
         ear.apply_scale([EAR_THICKNESS, half_height, 0.62 * half_height])
         # Tilted back and flared away from the head, as ears are.
         ear.apply_transform(trimesh.transformations.rotation_matrix(np.radians(-12), [1, 0, 0]))
@@ -388,8 +396,11 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
 
     segmentation = segment_hair(photo, face)
     warp = _FrontalWarp.build(field, centre_y)
-    frontal_photo = warp.warp(photo)
-    occluded = _occluders(frontal_photo, warp, face, frontal, segmentation.rgb)
+    # The photo in the frontal frame feeds masks and relief, not the texture: half size will do.
+    coarse = warp.scaled(0.5)
+    frontal_photo = coarse.warp(photo)
+    occluded_coarse = _occluders(frontal_photo, coarse, face, frontal, segmentation.rgb)
+    occluded = cv2.resize(occluded_coarse.astype(np.uint8), warp.map_x.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
     texture, skin = _frontal_texture(stylized, warp, oval_xy, face.pose.yaw, occluded)
     x0, x1, y0, y1 = warp.bounds
     front = unit[:, 2] > 0.0
@@ -407,8 +418,10 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
         shade = None
         if SHADE_FROM_PHOTO:
-            shade = _frontal_texture(photo, warp, oval_xy, face.pose.yaw, occluded)[0]
-        carving = face_carving(texture, (x0, x1, y0, y1), skin, xy[inside], shade)
+            grey = cv2.cvtColor(frontal_photo, cv2.COLOR_RGB2GRAY)
+            shade = clean_face(grey, warp.bounds[:2], face.pose.yaw, occluded_coarse)[0]
+        small_texture = cv2.resize(texture, coarse.map_x.shape[::-1], interpolation=cv2.INTER_AREA)
+        carving = face_carving(small_texture, (x0, x1, y0, y1), skin, xy[inside], shade)
         depth[inside] -= weight[inside] * carving
     depth = np.where(np.isnan(depth), skull_z, depth)
     face_z = skull_z + RELIEF_GAIN * (depth - skull_z)

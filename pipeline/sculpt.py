@@ -74,13 +74,23 @@ def _segment_distance(points: np.ndarray, polyline: np.ndarray) -> tuple[np.ndar
     return d[np.arange(len(points)), nearest], along
 
 
+def _near(points: np.ndarray, shape: np.ndarray, margin: float) -> np.ndarray:
+    """Indices of the points within ``margin`` of the bounding box of ``shape``: features are
+    local, and evaluating them only there keeps the sculpt fast on a dense mesh."""
+    lo, hi = shape.min(axis=0) - margin, shape.max(axis=0) + margin
+    return np.flatnonzero(((points >= lo) & (points <= hi)).all(axis=1))
+
+
 def _tube(points: np.ndarray, polyline: np.ndarray, height: float, width: float, taper: bool = True) -> np.ndarray:
     """A rounded ridge (height > 0) or groove (< 0) along a polyline, ``width`` across."""
-    d, along = _segment_distance(points, polyline)
+    out = np.zeros(len(points))
+    idx = _near(points, polyline, 1.2 * width)
+    d, along = _segment_distance(points[idx], polyline)
     profile = np.exp(-0.5 * (d / (width / 2.5)) ** 2)
     if taper:  # fade at the ends, like a brush stroke
         profile *= np.sin(np.pi * np.clip(along, 0.0, 1.0)) ** 0.5
-    return height * profile
+    out[idx] = height * profile
+    return out
 
 
 def _smoothstep_array(x: np.ndarray) -> np.ndarray:
@@ -101,12 +111,15 @@ def _inside(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 def _soft_inside(points: np.ndarray, polygon: np.ndarray, softness: float) -> np.ndarray:
     """1 deep inside ``polygon``, 0 outside, a smooth ramp ``softness`` wide at its edge."""
+    out = np.zeros(len(points))
+    idx = _near(points, polygon, softness)
     closed = np.vstack([polygon, polygon[:1]])
-    d, _ = _segment_distance(points, closed)
-    inside = _inside(points, polygon)
+    d, _ = _segment_distance(points[idx], closed)
+    inside = _inside(points[idx], polygon)
     x = np.clip(d / softness, 0.0, 1.0)
     ramp = x * x * (3 - 2 * x)
-    return np.where(inside, 0.5 + 0.5 * ramp, 0.5 - 0.5 * ramp)
+    out[idx] = np.where(inside, 0.5 + 0.5 * ramp, 0.5 - 0.5 * ramp)
+    return out
 
 
 def caricature_depth(frontal: np.ndarray) -> np.ndarray:
@@ -209,7 +222,10 @@ def face_carving(
     sigma = max(1.0, mm(INK_WIDTH_MM) * px_per_unit / 4)
     ink = cv2.GaussianBlur(cv2.dilate(ink, np.ones((3, 3), np.uint8)), (0, 0), sigma)
     depth = mm(INK_DEPTH_MM) * np.clip(ink * 1.5, 0.0, 1.0)
-    source = (shade if shade is not None else texture).astype(np.float32) @ weights
+    if shade is None:
+        source = texture.astype(np.float32) @ weights
+    else:
+        source = shade.astype(np.float32) if shade.ndim == 2 else shade.astype(np.float32) @ weights
     source = cv2.GaussianBlur(source, (0, 0), sigma / 2)
     local = source - cv2.GaussianBlur(source, (0, 0), SHADE_SCALE * sigma)
     reference = max(20.0, float(np.median(source[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4])))
