@@ -108,7 +108,7 @@ def fuse_template(
     timings["union"] = (time.perf_counter() - start) * 1000
 
     start = time.perf_counter()
-    quality = score_quality(face, photo, solid)
+    quality = score_quality(face, photo, solid, head.notes)
     timings["quality"] = (time.perf_counter() - start) * 1000
     return FusionResult(
         parts=parts,

@@ -25,12 +25,20 @@ RGB = tuple[int, int, int]
 WORK_SIZE = 320  # px: hair is segmented on a copy no larger than this
 GRID_HALF_WIDTH = 2.6
 GRID_STEP = 0.04
+EDGE_SOFTNESS = 0.16  # frontal units: the blur on the hair coverage
 SKIN_CLUSTER_DISTANCE = 14.0  # CIELAB distance from the skin beyond which a cluster is hair
 HAIR_DISTANCE = 30.0  # CIELAB distance within which a pixel matches the hair colour
 BALD_SHARE = 0.25  # below this share of hair in the band over the forehead: bald
 TUCK = 0.55  # where there is no hair, the shell is pulled this far into the skull
+EDGE_BASE = 0.55  # shell scale at the hair's edge (the skull is at ~0.94)
+EDGE_DIVE = 0.12  # below this presence the shell dives to TUCK, hidden inside the head
+SMOOTHING_ROUNDS = 8
+BALD_NOTE = (
+    "No hair found above the forehead, so the figurine is bald. If that is wrong, use a photo "
+    "that shows the whole head against a plain background."
+)
 PARTING_DEPTH = 0.055  # ~0.75 mm at 100 mm
-PARTING_WIDTH = 0.07
+PARTING_WIDTH = 0.1
 
 
 @dataclass
@@ -116,11 +124,11 @@ def _segment(photo: np.ndarray, face: FaceAnalysis, factor: float) -> HairSegmen
     counts = np.bincount(labels, minlength=3)
     hairlike = [i for i in range(3) if np.linalg.norm(centres[i] - skin) > SKIN_CLUSTER_DISTANCE]
     if not hairlike:
-        return HairSegmentation(np.zeros((h, w), np.float32), None, [])
+        return HairSegmentation(np.zeros((h, w), np.float32), None, [BALD_NOTE])
     main = max(hairlike, key=lambda i: counts[i])
     share = counts[hairlike].sum() / len(samples)
     if share < BALD_SHARE:
-        return HairSegmentation(np.zeros((h, w), np.float32), None, [])
+        return HairSegmentation(np.zeros((h, w), np.float32), None, [BALD_NOTE])
     hair_lab = np.median(samples[labels == main], axis=0)
     spread = float(np.std(samples[labels == main]))
     to_hair = np.linalg.norm(lab - hair_lab, axis=-1)
@@ -181,7 +189,8 @@ def frontal_coverage(
     above = (gy > forehead_y) & (pos[:, 1].reshape(rows, cols) < 0) & (np.abs(gx) < 1.3) & (top_edge > 0.5)
     above = above.astype(np.float32)
     sampled = sampled * in_photo + (1 - in_photo) * above * float(mask.max() > 0)
-    return cv2.GaussianBlur(sampled, (0, 0), 1.5), x0, y_top
+    # Soft edges, several hair-mesh vertices wide: a sharp mask edge would be a staircase.
+    return cv2.GaussianBlur(sampled, (0, 0), EDGE_SOFTNESS / GRID_STEP), x0, y_top
 
 
 def _sample(coverage: np.ndarray, x0: float, y_top: float, xy: np.ndarray) -> np.ndarray:
@@ -276,11 +285,22 @@ def hair_volume(
     presence = facing * front_cover + (1 - facing) * behind
     presence = _smoothstep((presence - 0.2) / 0.6)
 
-    # A parting: a groove from the front hairline back over the crown.
-    top_side = _smoothstep((unit[:, 1] - 0.2) / 0.3) * _smoothstep((unit[:, 2] + 0.5) / 0.4)
-    groove = PARTING_DEPTH * top_side * np.exp(-0.5 * ((position[:, 0] - shape.parting_x) / (PARTING_WIDTH / 2.5)) ** 2)
-
     offset = position - centre
-    radius = np.linalg.norm(offset, axis=1, keepdims=True)
-    scale = (TUCK + (1 - TUCK) * presence)[:, None] * (1.0 - groove[:, None] / np.maximum(radius, 1e-6))
-    return trimesh.Trimesh(centre + offset * scale, faces, process=False)
+    # Where there is hair the shell stands out; elsewhere it dives inside the head.
+    bank = EDGE_BASE + (1.0 - EDGE_BASE) * presence
+    dive = _smoothstep(presence / EDGE_DIVE)
+    factor = TUCK + (bank - TUCK) * dive
+    shell = trimesh.Trimesh(centre + offset * factor[:, None], faces, process=False)
+    # Where the shell dives into the head, neighbouring vertices can be far apart in depth;
+    # a few rounds of Taubin smoothing (no shrinkage) turn those teeth into a smooth edge.
+    trimesh.smoothing.filter_taubin(shell, lamb=0.5, nu=-0.53, iterations=SMOOTHING_ROUNDS)
+
+    # A parting, carved after smoothing: a groove from the front hairline over the crown.
+    smoothed = np.asarray(shell.vertices)
+    top_side = _smoothstep((unit[:, 1] - 0.2) / 0.3) * _smoothstep((unit[:, 2] + 0.5) / 0.4)
+    across = (smoothed[:, 0] - shape.parting_x) / (PARTING_WIDTH / 2.5)
+    groove = PARTING_DEPTH * top_side * np.exp(-0.5 * across**2)
+    radial = smoothed - centre
+    radial /= np.maximum(np.linalg.norm(radial, axis=1, keepdims=True), 1e-6)
+    shell.vertices = smoothed - radial * groove[:, None]
+    return shell

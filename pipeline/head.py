@@ -44,7 +44,7 @@ SPHERE_RINGS, SPHERE_SEGMENTS = 72, 104
 # Rings are spaced as theta = pi * s**RING_WARP: over half of them cover the face, where the
 # sculpted lids, lips and grooves need ~0.4 mm spacing at 100 mm; the back of the skull is smooth.
 RING_WARP = 1.6
-HAIR_RINGS, HAIR_SEGMENTS = 48, 80
+HAIR_RINGS, HAIR_SEGMENTS = 64, 112
 
 MESH_POINTS = 468  # FaceMesh points before the refined iris points
 

@@ -154,8 +154,8 @@ def feature_relief(xy: np.ndarray, frontal: np.ndarray, eyes: EyeStyle = SCULPTE
             radius = 0.55 * eye_width
             r2 = ((xy - centre) ** 2).sum(axis=1) / radius**2
             relief += inside * mm(1.1) * np.sqrt(np.clip(1.0 - r2, 0.0, 1.0))
-            relief += _tube(xy, upper + [0.0, 0.03 * eye_width], mm(1.1), 0.22 * eye_width, taper=True)
-            relief += _tube(xy, lower, mm(0.35), 0.14 * eye_width, taper=True)
+            relief += _tube(xy, upper + [0.0, 0.03 * eye_width], mm(1.1), 0.34 * eye_width, taper=True)
+            relief += _tube(xy, lower, mm(0.35), 0.3 * eye_width, taper=True)
             if IRIS:
                 # A carved iris with a deeper pupil, as sculptors incise them: the dish's
                 # upper wall is in shade, so the eye has a dark centre in one colour.
@@ -186,9 +186,10 @@ def feature_relief(xy: np.ndarray, frontal: np.ndarray, eyes: EyeStyle = SCULPTE
 
 
 INK_DEPTH_MM = 0.5
-INK_WIDTH_MM = 0.9
+INK_WIDTH_MM = 1.4
 SHADE_MM = 1.0
 SHADE_SCALE = 6.0  # the neighbourhood a shade is compared with, in groove widths
+SHADE_DETAIL_MM = 0.25  # Gaussian sigma: the finest shading detail carved
 SHADE_CONTRAST = 0.3  # local contrast (share of the face's brightness) carved at full depth
 
 
@@ -226,7 +227,8 @@ def face_carving(
         source = texture.astype(np.float32) @ weights
     else:
         source = shade.astype(np.float32) if shade.ndim == 2 else shade.astype(np.float32) @ weights
-    source = cv2.GaussianBlur(source, (0, 0), sigma / 2)
+    # No detail finer than the mesh and a printer can hold.
+    source = cv2.GaussianBlur(source, (0, 0), mm(SHADE_DETAIL_MM) * px_per_unit)
     local = source - cv2.GaussianBlur(source, (0, 0), SHADE_SCALE * sigma)
     reference = max(20.0, float(np.median(source[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4])))
     depth += mm(SHADE_MM) * np.clip(-local / (SHADE_CONTRAST * reference), -1.0, 1.0)

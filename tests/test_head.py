@@ -21,13 +21,15 @@ def head(astronaut, astronaut_face, stylized):
 
 @pytest.fixture(scope="module")
 def unsculpted(astronaut, astronaut_face, stylized):
-    """The same head with the sculpted features switched off: the face as the photo gives it."""
-    saved = head_module.feature_relief
+    """The same head with the sculpting and carving switched off: the face as the landmarks
+    give it."""
+    saved = head_module.feature_relief, head_module.face_carving
     head_module.feature_relief = lambda xy, frontal, eyes: np.zeros(len(xy))
+    head_module.face_carving = lambda texture, bounds, skin, xy, shade=None: np.zeros(len(xy))
     try:
         return build_head(astronaut_face, stylized, astronaut)
     finally:
-        head_module.feature_relief = saved
+        head_module.feature_relief, head_module.face_carving = saved
 
 
 @pytest.fixture(scope="module")
