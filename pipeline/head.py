@@ -37,6 +37,8 @@ EYES = SCULPTED  # measured against GROOVES with dlib: see docs in pipeline/scul
 INK_GROOVES = True  # carve the cartoon's ink and the photo's shading into the face
 SHADE_FROM_PHOTO = True  # shading relief from the photo (else from the cartoon)
 STRAND_DISTANCE = 22.0  # 8-bit LAB distance to the hair colour for a strand across the face
+RIM_PIN_WEIGHT = 0.6  # face vertices blended more than this keep their sculpted depth
+RIM_SMOOTHING = 6
 DEPTH_GRID = 160  # samples across the face for the smoothed depth
 DEPTH_SMOOTHING = 0.03  # Gaussian sigma of that smoothing, frontal units (~0.4 mm)
 TEXTURE_WIDTH = 512
@@ -346,6 +348,16 @@ def _skull_meets_face(
     return skull_z + residual[idx] * fade
 
 
+def _soften_rim(verts: np.ndarray, faces: np.ndarray, pinned: np.ndarray) -> None:
+    """Taubin-smooth everything but the face's interior (in place): the rim where face and
+    skull meet, and the chin's lower edge, would otherwise keep a sharp lip whose thin edge
+    a printer cannot hold."""
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+    operator = trimesh.smoothing.laplacian_calculation(mesh, equal_weight=True, pinned_vertices=pinned.tolist())
+    trimesh.smoothing.filter_taubin(mesh, lamb=0.5, nu=-0.53, iterations=RIM_SMOOTHING, laplacian_operator=operator)
+    verts[:] = mesh.vertices
+
+
 def _ear_meshes(verts: np.ndarray, frontal: np.ndarray, centre_z: float) -> trimesh.Trimesh:
     """Two ears: flattened, tilted ellipsoids on the sides of the skull at eye-to-nose height."""
     ears = []
@@ -427,6 +439,7 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
     # Never carve the face behind the skull's own back half.
     verts[front, 2] = np.maximum((1 - weight) * skull_z + weight * face_z, centre_z)
+    _soften_rim(verts, faces, np.flatnonzero(front)[weight > RIM_PIN_WEIGHT])
 
     uv = np.column_stack([(verts[:, 0] - x0) / (x1 - x0), (verts[:, 1] - y0) / (y1 - y0)])
     # The back half maps radially onto the skin border of the texture, so no triangle
