@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -16,6 +15,7 @@ from pipeline.head import HeadResult, build_head
 from pipeline.landmarks import FaceAnalysis
 from pipeline.quality import QualityReport, score_quality
 from pipeline.templates import load_template
+from pipeline.timing import timed
 
 NECK_OVERLAP = 0.06  # how far the neck reaches into the head, so the union joins them
 
@@ -78,38 +78,35 @@ def fuse_template(
     template = load_template(template_name)
     timings: dict[str, float] = {}
 
-    start = time.perf_counter()
-    head = build_head(face, stylized, photo)
-    timings["head"] = (time.perf_counter() - start) * 1000
+    with timed(timings, "head"):
+        head = build_head(face, stylized, photo)
+    timings.update({f"head.{name}": ms for name, ms in head.timings_ms.items()})
 
-    start = time.perf_counter()
-    # Head units have skull height 1; the chin sits just above the neck top.
-    size = template.head_height
-    placement = trimesh.transformations.scale_matrix(size)
-    placement[:3, 3] = [0.0, template.neck_y + NECK_OVERLAP - head.chin_y * size, 0.02]
-    head_mesh = transformed(head.head, placement)
-    hair_mesh = transformed(head.hair, placement)
-    parts = build_body(template, head.skin_rgb, head.hair_rgb)
-    parts.append(FigurinePart("head", head_mesh, head.skin_rgb, textured=True))
-    ears_mesh = transformed(head.ears, placement) if head.ears is not None else None
-    if ears_mesh is not None:
-        parts.append(FigurinePart("ears", ears_mesh, head.skin_rgb))
-    if head.hair_style != "bald":
-        parts.append(FigurinePart("hair", hair_mesh, head.hair_rgb))
-    timings["body"] = (time.perf_counter() - start) * 1000
+    with timed(timings, "body"):
+        # Head units have skull height 1; the chin sits just above the neck top.
+        size = template.head_height
+        placement = trimesh.transformations.scale_matrix(size)
+        placement[:3, 3] = [0.0, template.neck_y + NECK_OVERLAP - head.chin_y * size, 0.02]
+        head_mesh = transformed(head.head, placement)
+        hair_mesh = transformed(head.hair, placement)
+        ears_mesh = transformed(head.ears, placement) if head.ears is not None else None
+        parts = build_body(template, head.skin_rgb, head.hair_rgb)
+        parts.append(FigurinePart("head", head_mesh, head.skin_rgb, textured=True))
+        if ears_mesh is not None:
+            parts.append(FigurinePart("ears", ears_mesh, head.skin_rgb))
+        if head.hair_style != "bald":
+            parts.append(FigurinePart("hair", hair_mesh, head.hair_rgb))
 
-    start = time.perf_counter()
-    head_solids = [to_manifold(head_mesh)]
-    if ears_mesh is not None:
-        head_solids.append(to_manifold(ears_mesh))
-    if head.hair_style != "bald":
-        head_solids.append(to_manifold(hair_mesh))
-    solid = union_solid([_body_solid(template.name), *head_solids])
-    timings["union"] = (time.perf_counter() - start) * 1000
+    with timed(timings, "union"):
+        head_solids = [to_manifold(head_mesh)]
+        if ears_mesh is not None:
+            head_solids.append(to_manifold(ears_mesh))
+        if head.hair_style != "bald":
+            head_solids.append(to_manifold(hair_mesh))
+        solid = union_solid([_body_solid(template.name), *head_solids])
 
-    start = time.perf_counter()
-    quality = score_quality(face, photo, solid, head.notes)
-    timings["quality"] = (time.perf_counter() - start) * 1000
+    with timed(timings, "quality"):
+        quality = score_quality(face, photo, solid, head.notes)
     return FusionResult(
         parts=parts,
         solid=solid,

@@ -24,6 +24,7 @@ from pipeline.face_regions import face_oval_ring, feature_groups
 from pipeline.face_texture import clean_face
 from pipeline.hair import frontal_coverage, hair_shape, hair_volume, segment_hair
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, FaceAnalysis
+from pipeline.timing import timed
 from pipeline.sculpt import HALF_FACE_MM, NOSTRILS, SCULPTED, caricature_depth, face_carving, feature_relief
 
 # Head ellipsoid semi-axes in units of half the face width: a big round chibi cranium.
@@ -42,11 +43,11 @@ RIM_SMOOTHING = 6
 DEPTH_GRID = 160  # samples across the face for the smoothed depth
 DEPTH_SMOOTHING = 0.03  # Gaussian sigma of that smoothing, frontal units (~0.4 mm)
 TEXTURE_WIDTH = 512
-SPHERE_RINGS, SPHERE_SEGMENTS = 72, 104
+SPHERE_RINGS, SPHERE_SEGMENTS = 64, 96
 # Rings are spaced as theta = pi * s**RING_WARP: over half of them cover the face, where the
 # sculpted lids, lips and grooves need ~0.4 mm spacing at 100 mm; the back of the skull is smooth.
 RING_WARP = 1.6
-HAIR_RINGS, HAIR_SEGMENTS = 64, 112
+HAIR_RINGS, HAIR_SEGMENTS = 40, 80
 
 MESH_POINTS = 468  # FaceMesh points before the refined iris points
 
@@ -69,6 +70,7 @@ class HeadResult:
     mm_per_unit: float = 0.0  # millimetres per head unit at the default 100 mm height
     notes: list[str] = dataclass_field(default_factory=list)  # what was not found, for the report
     landmarks: np.ndarray | None = None  # (478, 3) frontalized landmarks in head units
+    timings_ms: dict[str, float] = dataclass_field(default_factory=dict)
 
 
 @cache
@@ -134,15 +136,23 @@ class _FaceField:
         # scipy's simplex search into its brute-force fallback, so leave them out.
         mesh = slice(0, MESH_POINTS)
         self._tri = Delaunay(frontal[mesh, :2])
+        from matplotlib.tri import Triangulation
+
+        # matplotlib's trapezoid-map search: scipy's walk sometimes falls back to brute
+        # force on these slivers (measured at 80-600 ms for one call, 2 ms otherwise).
+        points = frontal[mesh, :2]
+        self._finder = Triangulation(points[:, 0], points[:, 1], self._tri.simplices).get_trifinder()
         self._depth_values = frontal[mesh, 2]
         self._image_values = image_xy[mesh]
         design = np.column_stack([frontal[mesh, :2], np.ones(MESH_POINTS)])
         self._affine, *_ = np.linalg.lstsq(design, image_xy[mesh], rcond=None)
+        self._extent = (points.min(axis=0) - 0.05, points.max(axis=0) + 0.05)
+        self._smooth: np.ndarray | None = None  # the blurred depth grid, made on first use
 
     def _interpolate(self, xy: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Barycentric interpolation over the landmark triangulation; NaN outside it.
         (Done by hand: scipy's LinearNDInterpolator is far slower on its first calls.)"""
-        simplex = self._tri.find_simplex(xy)
+        simplex = np.asarray(self._finder(xy[:, 0], xy[:, 1]))
         found = simplex >= 0
         transform = self._tri.transform[simplex[found]]
         bary2 = np.einsum("nij,nj->ni", transform[:, :2], xy[found] - transform[:, 2])
@@ -155,27 +165,29 @@ class _FaceField:
     def depth(self, xy: np.ndarray) -> np.ndarray:
         return self._interpolate(xy, self._depth_values)
 
-    def smooth_depth(self, xy: np.ndarray, sigma: float = DEPTH_SMOOTHING) -> np.ndarray:
+    def smooth_depth(self, xy: np.ndarray) -> np.ndarray:
         """Depth with the triangulation's facets blurred away (NaN outside the landmarks).
 
         A fine mesh reproduces every crease of the piecewise-linear landmark surface; in
         grey those creases read as wrinkles and cost likeness. So the depth is rasterised
-        on a grid, blurred (normalised, so the face edge is not pulled in) and sampled.
+        once on a grid over the face, blurred (normalised, so the face edge is not pulled in)
+        and sampled.
         """
-        lo, hi = xy.min(axis=0) - 0.05, xy.max(axis=0) + 0.05
+        if self._smooth is None:
+            lo, hi = self._extent
+            n = DEPTH_GRID
+            gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))
+            grid = self.depth(np.column_stack([gx.ravel(), gy.ravel()])).reshape(n, n)
+            known = np.isfinite(grid).astype(np.float32)
+            px = DEPTH_SMOOTHING / float(max(hi - lo)) * (n - 1)
+            num = cv2.GaussianBlur(np.nan_to_num(grid).astype(np.float32), (0, 0), px)
+            den = cv2.GaussianBlur(known, (0, 0), px)
+            self._smooth = np.where(known > 0, num / np.maximum(den, 1e-6), np.nan).astype(np.float32)
+        lo, hi = self._extent
         n = DEPTH_GRID
-        gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n))
-        grid = self.depth(np.column_stack([gx.ravel(), gy.ravel()])).reshape(n, n)
-        known = np.isfinite(grid).astype(np.float32)
-        px = sigma / float(max(hi[0] - lo[0], hi[1] - lo[1])) * (n - 1)
-        num = cv2.GaussianBlur(np.nan_to_num(grid).astype(np.float32), (0, 0), px)
-        den = cv2.GaussianBlur(known, (0, 0), px)
-        smooth = np.where(known > 0, num / np.maximum(den, 1e-6), np.nan)
-        u = (xy[:, 0] - lo[0]) / (hi[0] - lo[0]) * (n - 1)
-        v = (xy[:, 1] - lo[1]) / (hi[1] - lo[1]) * (n - 1)
-        from scipy.ndimage import map_coordinates
-
-        return map_coordinates(smooth, [v, u], order=1, mode="nearest", cval=np.nan)
+        u = ((xy[:, 0] - lo[0]) / (hi[0] - lo[0]) * (n - 1)).astype(np.float32)
+        v = ((xy[:, 1] - lo[1]) / (hi[1] - lo[1]) * (n - 1)).astype(np.float32)
+        return cv2.remap(self._smooth, u[None], v[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)[0]
 
     def image_position(self, xy: np.ndarray) -> np.ndarray:
         pos = np.column_stack([xy, np.ones(len(xy))]) @ self._affine
@@ -382,88 +394,103 @@ def _ear_meshes(verts: np.ndarray, frontal: np.ndarray, centre_z: float) -> trim
 
 def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> HeadResult:
     """Closed textured head, ears and hair shell for ``face``, textured from ``stylized``."""
-    frontal = frontalize(face)
-    oval = face_oval_ring()
-    oval_xy = frontal[oval, :2]
-    # The sculpted depth: the face's relief amplified like a caricature.
-    sculpted = frontal.copy()
-    sculpted[:, 2] = caricature_depth(frontal)
-    field = _FaceField(sculpted, face.landmarks_px[:, :2].astype(np.float64), oval_xy)
+    timings: dict[str, float] = {}
+    # 1. the face in its own frame, and a chibi skull narrowed to its jaw
+    with timed(timings, "skull"):
+        frontal = frontalize(face)
+        oval = face_oval_ring()
+        oval_xy = frontal[oval, :2]
+        # The sculpted depth: the face's relief amplified like a caricature.
+        sculpted = frontal.copy()
+        sculpted[:, 2] = caricature_depth(frontal)
+        field = _FaceField(sculpted, face.landmarks_px[:, :2].astype(np.float64), oval_xy)
 
-    chin_y = float(frontal[CHIN, 1])
-    centre_y = chin_y + 0.8 * HEAD_B
+        chin_y = float(frontal[CHIN, 1])
+        centre_y = chin_y + 0.8 * HEAD_B
 
-    unit, faces = _front_pole_sphere(SPHERE_RINGS, SPHERE_SEGMENTS, RING_WARP)
-    verts = unit * np.array([HEAD_A, HEAD_B, HEAD_C])
-    verts[:, 1] += centre_y
-    # Sit the skull so that its front meets the face outline.
-    rim = 1.0 - (oval_xy[:, 0] / HEAD_A) ** 2 - ((oval_xy[:, 1] - centre_y) / HEAD_B) ** 2
-    centre_z = float(np.mean(sculpted[oval, 2] - HEAD_C * np.sqrt(np.clip(rim, 0.0, None))))
-    verts[:, 2] += centre_z
-    eye_y = float(frontal[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER], 1].mean())
-    mouth_y = float(frontal[[61, 291], 1].mean())
-    verts[:, 2] -= centre_z
-    _shape_jaw(verts, oval_xy, centre_y, eye_y, mouth_y)
-    verts[:, 2] += centre_z
+        unit, faces = _front_pole_sphere(SPHERE_RINGS, SPHERE_SEGMENTS, RING_WARP)
+        verts = unit * np.array([HEAD_A, HEAD_B, HEAD_C])
+        verts[:, 1] += centre_y
+        # Sit the skull so that its front meets the face outline.
+        rim = 1.0 - (oval_xy[:, 0] / HEAD_A) ** 2 - ((oval_xy[:, 1] - centre_y) / HEAD_B) ** 2
+        centre_z = float(np.mean(sculpted[oval, 2] - HEAD_C * np.sqrt(np.clip(rim, 0.0, None))))
+        eye_y = float(frontal[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER], 1].mean())
+        mouth_y = float(frontal[[61, 291], 1].mean())
+        _shape_jaw(verts, oval_xy, centre_y, eye_y, mouth_y)
+        verts[:, 2] += centre_z
 
-    segmentation = segment_hair(photo, face)
-    warp = _FrontalWarp.build(field, centre_y)
-    # The photo in the frontal frame feeds masks and relief, not the texture: half size will do.
-    coarse = warp.scaled(0.5)
-    frontal_photo = coarse.warp(photo)
-    occluded_coarse = _occluders(frontal_photo, coarse, face, frontal, segmentation.rgb)
-    occluded = cv2.resize(occluded_coarse.astype(np.uint8), warp.map_x.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-    texture, skin = _frontal_texture(stylized, warp, oval_xy, face.pose.yaw, occluded)
-    x0, x1, y0, y1 = warp.bounds
-    front = unit[:, 2] > 0.0
-    xy = verts[front, :2]
-    from matplotlib.path import Path as PolygonPath
+    # 2. hair segmentation, and the clean face texture (hidden side, occluders mirrored)
+    with timed(timings, "hair_segmentation"):
+        segmentation = segment_hair(photo, face)
+    with timed(timings, "texture"):
+        warp = _FrontalWarp.build(field, centre_y)
+        # The photo in the frontal frame feeds masks and relief, not the texture: half size.
+        coarse = warp.scaled(0.5)
+        frontal_photo = coarse.warp(photo)
+        occluded_coarse = _occluders(frontal_photo, coarse, face, frontal, segmentation.rgb)
+        occluded = (
+            cv2.resize(occluded_coarse.astype(np.uint8), warp.map_x.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        )
+        texture, skin = _frontal_texture(stylized, warp, oval_xy, face.pose.yaw, occluded)
+        x0, x1, y0, y1 = warp.bounds
 
-    inside = PolygonPath(oval_xy).contains_points(xy)
-    weight = np.zeros(len(xy))
-    weight[inside] = _smoothstep(_distance_to_polygon(xy[inside], oval_xy) / BLEND_BAND)
-    skull_z = _skull_meets_face(verts[front], centre_z, oval_xy, field)
-    verts[front, 2] = skull_z
-    depth = skull_z.copy()
-    depth[inside] = field.smooth_depth(xy[inside]) + feature_relief(xy[inside], frontal, EYES)
-    if INK_GROOVES:
-        # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
-        shade = None
-        if SHADE_FROM_PHOTO:
-            grey = cv2.cvtColor(frontal_photo, cv2.COLOR_RGB2GRAY)
-            shade = clean_face(grey, warp.bounds[:2], face.pose.yaw, occluded_coarse)[0]
-        small_texture = cv2.resize(texture, coarse.map_x.shape[::-1], interpolation=cv2.INTER_AREA)
-        carving = face_carving(small_texture, (x0, x1, y0, y1), skin, xy[inside], shade)
-        depth[inside] -= weight[inside] * carving
-    depth = np.where(np.isnan(depth), skull_z, depth)
-    face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
-    # Never carve the face behind the skull's own back half.
-    verts[front, 2] = np.maximum((1 - weight) * skull_z + weight * face_z, centre_z)
-    _soften_rim(verts, faces, np.flatnonzero(front)[weight > RIM_PIN_WEIGHT])
+    # 3. the face: landmark surface, sculpted features, carved ink and shading, soft rim
+    with timed(timings, "sculpt"):
+        front = unit[:, 2] > 0.0
+        xy = verts[front, :2]
+        from matplotlib.path import Path as PolygonPath
 
-    uv = np.column_stack([(verts[:, 0] - x0) / (x1 - x0), (verts[:, 1] - y0) / (y1 - y0)])
-    # The back half maps radially onto the skin border of the texture, so no triangle
-    # between front and back smears the face across the side of the head.
-    back = unit[:, 2] <= 0.0
-    radial = unit[back, :2] / np.maximum(np.linalg.norm(unit[back, :2], axis=1, keepdims=True), 1e-9)
-    uv[back] = 0.5 + 0.49 * radial
-    uv = np.clip(uv, 0.0, 1.0)
+        inside = PolygonPath(oval_xy).contains_points(xy)
+        weight = np.zeros(len(xy))
+        weight[inside] = _smoothstep(_distance_to_polygon(xy[inside], oval_xy) / BLEND_BAND)
+        skull_z = _skull_meets_face(verts[front], centre_z, oval_xy, field)
+        verts[front, 2] = skull_z
+        depth = skull_z.copy()
+        depth[inside] = field.smooth_depth(xy[inside]) + feature_relief(xy[inside], frontal, EYES)
+        if INK_GROOVES:
+            shade = None
+            if SHADE_FROM_PHOTO:
+                grey = cv2.cvtColor(frontal_photo, cv2.COLOR_RGB2GRAY)
+                shade = clean_face(grey, warp.bounds[:2], face.pose.yaw, occluded_coarse)[0]
+            small_texture = cv2.resize(texture, coarse.map_x.shape[::-1], interpolation=cv2.INTER_AREA)
+            carving = face_carving(small_texture, (x0, x1, y0, y1), skin, xy[inside], shade)
+            # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
+            depth[inside] -= weight[inside] * carving
+        depth = np.where(np.isnan(depth), skull_z, depth)
+        face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
+        # Never carve the face behind the skull's own back half.
+        verts[front, 2] = np.maximum((1 - weight) * skull_z + weight * face_z, centre_z)
+        _soften_rim(verts, faces, np.flatnonzero(front)[weight > RIM_PIN_WEIGHT])
 
-    ears = _ear_meshes(verts, frontal, centre_z)
+        uv = np.column_stack([(verts[:, 0] - x0) / (x1 - x0), (verts[:, 1] - y0) / (y1 - y0)])
+        # The back half maps radially onto the skin border of the texture, so no triangle
+        # between front and back smears the face across the side of the head.
+        back = unit[:, 2] <= 0.0
+        radial = unit[back, :2] / np.maximum(np.linalg.norm(unit[back, :2], axis=1, keepdims=True), 1e-9)
+        uv[back] = 0.5 + 0.49 * radial
+        uv = np.clip(uv, 0.0, 1.0)
+        ears = _ear_meshes(verts, frontal, centre_z)
 
-    forehead_y = float(frontal[FOREHEAD_TOP, 1])
-    coverage, grid_x0, grid_top = frontal_coverage(
-        segmentation.mask, field.image_position, chin_y, centre_y + 1.6 * HEAD_B, forehead_y
-    )
-    shape = hair_shape(coverage, grid_x0, grid_top, chin_y, forehead_y)
-    style = shape.style if segmentation.rgb is not None else "bald"
-    hair_rgb = _cartoon_hair(segmentation.rgb) if segmentation.rgb is not None else None
-    hair_unit, hair_faces = _front_pole_sphere(HAIR_RINGS, HAIR_SEGMENTS, 1.3)
-    ear_top_y = float(frontal[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER], 1].mean()) + 0.12
-    hair = hair_volume(
-        shape, hair_unit, hair_faces, np.array([HEAD_A, HEAD_B, HEAD_C]),
-        np.array([0.0, centre_y, centre_z]), chin_y, ear_top_y,
-    )
+    # 4. the hair volume, grown from the segmentation
+    with timed(timings, "hair_volume"):
+        forehead_y = float(frontal[FOREHEAD_TOP, 1])
+        coverage, grid_x0, grid_top = frontal_coverage(
+            segmentation.mask, field.image_position, chin_y, centre_y + 1.6 * HEAD_B, forehead_y
+        )
+        shape = hair_shape(coverage, grid_x0, grid_top, chin_y, forehead_y)
+        style = shape.style if segmentation.rgb is not None else "bald"
+        hair_rgb = _cartoon_hair(segmentation.rgb) if segmentation.rgb is not None else None
+        hair_unit, hair_faces = _front_pole_sphere(HAIR_RINGS, HAIR_SEGMENTS, 1.3)
+        ear_top_y = eye_y + 0.12
+        hair = hair_volume(
+            shape,
+            hair_unit,
+            hair_faces,
+            np.array([HEAD_A, HEAD_B, HEAD_C]),
+            np.array([0.0, centre_y, centre_z]),
+            chin_y,
+            ear_top_y,
+        )
 
     nose = sculpted[NOSE_TIP]
     nose_rim = 1.0 - (nose[0] / HEAD_A) ** 2 - ((nose[1] - centre_y) / HEAD_B) ** 2
@@ -503,4 +530,5 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         mm_per_unit=HALF_FACE_MM / scale,
         notes=segmentation.notes,
         landmarks=(sculpted - shift) * scale,
+        timings_ms=timings,
     )
