@@ -21,6 +21,7 @@ from PIL import Image
 from scipy.spatial import Delaunay
 
 from pipeline.face_regions import face_oval_ring, feature_groups
+from pipeline.face_features import find_face_features, raised_at
 from pipeline.face_texture import clean_face
 from pipeline.hair import frontal_coverage, hair_shape, hair_volume, segment_hair
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, FaceAnalysis
@@ -71,6 +72,8 @@ class HeadResult:
     notes: list[str] = dataclass_field(default_factory=list)  # what was not found, for the report
     landmarks: np.ndarray | None = None  # (478, 3) frontalized landmarks in head units
     timings_ms: dict[str, float] = dataclass_field(default_factory=dict)
+    face_features: list[str] = dataclass_field(default_factory=list)  # "glasses", "beard", "moustache"
+    beard_rgb: RGB | None = None  # the beard's colour, for colour prints
 
 
 @cache
@@ -447,15 +450,21 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         verts[front, 2] = skull_z
         depth = skull_z.copy()
         depth[inside] = field.smooth_depth(xy[inside]) + feature_relief(xy[inside], frontal, EYES)
+        small_texture = cv2.resize(texture, coarse.map_x.shape[::-1], interpolation=cv2.INTER_AREA)
+        carving = np.zeros(int(inside.sum()))
         if INK_GROOVES:
             shade = None
             if SHADE_FROM_PHOTO:
                 grey = cv2.cvtColor(frontal_photo, cv2.COLOR_RGB2GRAY)
                 shade = clean_face(grey, warp.bounds[:2], face.pose.yaw, occluded_coarse)[0]
-            small_texture = cv2.resize(texture, coarse.map_x.shape[::-1], interpolation=cv2.INTER_AREA)
             carving = face_carving(small_texture, (x0, x1, y0, y1), skin, xy[inside], shade)
-            # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
-            depth[inside] -= weight[inside] * carving
+        features = find_face_features(frontal_photo, small_texture, warp.bounds, frontal, skin)
+        raised = raised_at(features, warp.bounds, xy[inside])
+        # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
+        # (Inside a beard the carving stays: measured, its texture helps the likeness.)
+        depth[inside] -= weight[inside] * carving
+        # A beard reaches the jaw line: fade it only in the outer part of the seam.
+        depth[inside] += np.sqrt(weight[inside]) * raised
         depth = np.where(np.isnan(depth), skull_z, depth)
         face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
         # Never carve the face behind the skull's own back half.
@@ -531,4 +540,6 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         notes=segmentation.notes,
         landmarks=(sculpted - shift) * scale,
         timings_ms=timings,
+        face_features=features.names(),
+        beard_rgb=features.beard_rgb,
     )
