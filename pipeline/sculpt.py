@@ -188,7 +188,7 @@ def feature_relief(xy: np.ndarray, frontal: np.ndarray, eyes: EyeStyle = SCULPTE
 INK_DEPTH_MM = 0.5
 INK_WIDTH_MM = 1.4
 SHADE_MM = 1.0
-SHADE_SCALE = 6.0  # the neighbourhood a shade is compared with, in groove widths
+SHADE_SCALE = 4.0  # the neighbourhood a shade is compared with, in groove widths
 SHADE_DETAIL_MM = 0.25  # Gaussian sigma: the finest shading detail carved
 SHADE_CONTRAST = 0.3  # local contrast (share of the face's brightness) carved at full depth
 
