@@ -80,6 +80,7 @@ def fuse_template(
 
     with timed(timings, "head"):
         head = build_head(face, stylized, photo)
+    timings.update({f"head.{name}": ms for name, ms in head.timings_ms.items()})
 
     with timed(timings, "body"):
         # Head units have skull height 1; the chin sits just above the neck top.
@@ -88,19 +89,24 @@ def fuse_template(
         placement[:3, 3] = [0.0, template.neck_y + NECK_OVERLAP - head.chin_y * size, 0.02]
         head_mesh = transformed(head.head, placement)
         hair_mesh = transformed(head.hair, placement)
+        ears_mesh = transformed(head.ears, placement) if head.ears is not None else None
         parts = build_body(template, head.skin_rgb, head.hair_rgb)
         parts.append(FigurinePart("head", head_mesh, head.skin_rgb, textured=True))
+        if ears_mesh is not None:
+            parts.append(FigurinePart("ears", ears_mesh, head.skin_rgb))
         if head.hair_style != "bald":
             parts.append(FigurinePart("hair", hair_mesh, head.hair_rgb))
 
     with timed(timings, "union"):
         head_solids = [to_manifold(head_mesh)]
+        if ears_mesh is not None:
+            head_solids.append(to_manifold(ears_mesh))
         if head.hair_style != "bald":
             head_solids.append(to_manifold(hair_mesh))
         solid = union_solid([_body_solid(template.name), *head_solids])
 
     with timed(timings, "quality"):
-        quality = score_quality(face, photo, solid)
+        quality = score_quality(face, photo, solid, head.notes)
     return FusionResult(
         parts=parts,
         solid=solid,

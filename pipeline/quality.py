@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -76,7 +77,11 @@ def mesh_checks(solid: trimesh.Trimesh) -> dict[str, float]:
     }
 
 
-def score_quality(face: FaceAnalysis, photo: np.ndarray, solid: trimesh.Trimesh) -> QualityReport:
+def score_quality(
+    face: FaceAnalysis, photo: np.ndarray, solid: trimesh.Trimesh, notes: Sequence[str] = ()
+) -> QualityReport:
+    """Score the photo and the printable solid; ``notes`` are what the head stage could not
+    find in the photo (hair, a person outline), passed on to the user as reasons."""
     gray = cv2.cvtColor(face_crop(photo, face), cv2.COLOR_RGB2GRAY)
     sharp = sharpness(gray)
     mean, contrast, clipped = lighting(gray)
@@ -112,6 +117,7 @@ def score_quality(face: FaceAnalysis, photo: np.ndarray, solid: trimesh.Trimesh)
         reasons.append("Lighting is too dark, too bright or too flat: use even, soft light.")
     if components["mesh"] < 1.0:
         reasons.append("The printable mesh failed a check: the STL may need repair in your slicer.")
+    reasons.extend(notes)
     if face.face_count > 1:
         reasons.append(f"{face.face_count} faces found: the largest one was used.")
     score = int(round(sum(WEIGHTS[k] * v for k, v in components.items())))
@@ -131,3 +137,24 @@ def score_quality(face: FaceAnalysis, photo: np.ndarray, solid: trimesh.Trimesh)
         **{f"mesh_{k}": v for k, v in mesh.items()},
     }
     return QualityReport(score=score, grade=grade, components=components, measures=measures, reasons=reasons)
+
+
+def wall_thickness(mesh: trimesh.Trimesh, samples: int = 2000, seed: int = 0) -> np.ndarray:
+    """Local wall thickness at ``samples`` random surface points, in the mesh's units.
+
+    A ray is cast inwards along the surface normal from each point; the thickness is the
+    distance to where it leaves the solid through a surface facing back towards it (normals
+    more than 90 degrees apart). Hits on a surface at a concave crease (a neck meeting a
+    head) are not walls and are skipped. Points whose ray never leaves count as infinite.
+    Too slow for every request; tests and benchmarks call it on the printed STL.
+    """
+    points, face_index = trimesh.sample.sample_surface(mesh, samples, seed=seed)
+    normals = mesh.face_normals[face_index]
+    origins = points - normals * 1e-4 * float(mesh.scale)
+    hits, rays, tris = mesh.ray.intersects_location(origins, -normals, multiple_hits=True)
+    thickness = np.full(samples, np.inf)
+    back_facing = np.einsum("ij,ij->i", mesh.face_normals[tris], normals[rays]) < 0.0
+    distance = np.linalg.norm(hits - origins[rays], axis=1)
+    for ray, dist in zip(rays[back_facing], distance[back_facing]):
+        thickness[ray] = min(thickness[ray], dist)
+    return thickness

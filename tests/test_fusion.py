@@ -37,3 +37,44 @@ def test_quality_reflects_the_photo(astronaut, astronaut_face, stylized):
     poor = fuse_template(astronaut_face, stylized, dark, "default").quality
     assert poor.score < good.score
     assert any("Lighting" in r for r in poor.reasons)
+
+
+@pytest.fixture(scope="module")
+def printed(astronaut, astronaut_face, stylized):
+    """The astronaut's figurine as printed: the STL solid at 100 mm, plus its fusion."""
+    from pipeline.export import printable_solid
+
+    fusion = fuse_template(astronaut_face, stylized, astronaut, "default")
+    return fusion, printable_solid(fusion.solid, 100.0)
+
+
+def test_the_print_is_one_watertight_solid_at_the_requested_height(printed):
+    _, stl = printed
+    assert stl.is_watertight and stl.body_count == 1
+    assert stl.extents[2] == pytest.approx(100.0, abs=1e-6)
+
+
+def test_the_head_has_ears_in_the_print(printed):
+    fusion, _ = printed
+    ears = next(p for p in fusion.parts if p.name == "ears")
+    head = next(p for p in fusion.parts if p.name == "head")
+    # One ear each side of the head, standing out of it.
+    assert ears.mesh.bounds[0][0] < head.mesh.bounds[0][0] + 0.02
+    assert ears.mesh.bounds[1][0] > head.mesh.bounds[1][0] - 0.02
+    assert len(ears.mesh.split(only_watertight=True)) == 2
+
+
+def test_walls_are_at_least_1_2_mm_thick(printed):
+    """Rays cast inwards from sampled surface points. Ears, hair (fringe, parting) and body
+    must be solid; the only points under 1.2 mm allowed are a few on the face's relief
+    (a ridge between two carved lines on a solid head), at most 0.5 % of the surface."""
+    from pipeline.quality import wall_thickness
+
+    fusion, stl = printed
+    thickness = wall_thickness(stl, samples=1200)
+    assert np.mean(thickness < 1.2) <= 0.005
+    # The ears on their own, in millimetres: thick enough to print standing out.
+    scale = 100.0 / (fusion.solid.bounds[1][1] - fusion.solid.bounds[0][1])
+    ears = next(p for p in fusion.parts if p.name == "ears").mesh.copy()
+    ears.apply_scale(scale)
+    assert np.min(wall_thickness(ears, samples=400)) >= 1.2
