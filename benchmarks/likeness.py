@@ -102,6 +102,9 @@ class Person:
     hat: bool
     turned: bool
     occlusion: str
+    beard: bool  # any facial hair: a beard, stubble or a moustache
+    glasses: bool
+    glasses_rimless: bool  # no frame to sculpt
     licence: str
     freely_licensed: bool
     redistributable: bool  # False: not in the repository, fetched at setup (tools/fetch_test_people.py)
@@ -125,6 +128,9 @@ def load_people(path: Path = PEOPLE_JSON, cache: Path | None = None) -> list[Per
             hat=bool(entry.get("hat", False)),
             turned=bool(entry["turned"]),
             occlusion=entry["occlusion"],
+            beard=bool(entry["beard"]),
+            glasses=bool(entry["glasses"]),
+            glasses_rimless=bool(entry.get("glasses_rimless", False)),
             licence=entry["licence"],
             freely_licensed=bool(entry["freely_licensed"]),
             redistributable=bool(entry["redistributable"]),

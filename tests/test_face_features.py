@@ -58,3 +58,29 @@ def test_drawn_glasses_are_found(astronaut, astronaut_face):
     y = int(lm[[133, 362], 1].mean())
     cv2.line(photo, (int(left_rim), y), (int(right_rim), y), (20, 20, 20), 3)
     assert "glasses" in _head(photo, astronaut_face).face_features
+
+
+# --------------------------------------------------------------------------- real portraits
+
+
+def _real_people():
+    from benchmarks.likeness import load_people
+
+    return load_people()
+
+
+@pytest.mark.parametrize("person", _real_people(), ids=lambda p: p.id)
+def test_real_beards_and_glasses_are_found_where_the_portrait_has_them(person, session_config):
+    """Every test portrait marked (by a person, in people.json) with facial hair or framed
+    glasses gets that feature, and none of the others does. Rimless glasses have no frame to
+    sculpt, so whether they are found is not asserted."""
+    from benchmarks.likeness import load_photo
+    from pipeline.landmarks import detect_landmarks
+    from pipeline.validate import validate_image
+
+    photo = validate_image(load_photo(person), session_config).image
+    head = _head(photo, detect_landmarks(photo, session_config))
+    found = set(head.face_features)
+    assert bool(found & {"beard", "moustache"}) == person.beard, f"{person.id}: found {sorted(found)}"
+    if not person.glasses_rimless:
+        assert ("glasses" in found) == person.glasses, f"{person.id}: found {sorted(found)}"

@@ -101,7 +101,7 @@ def test_hair_reference_is_the_mean_lab_colour_inside_the_boxes():
     image[:, :20] = (200, 170, 90)  # fair hair on the left, dark background on the right
     person = Person(
         id="synthetic", photo_path=PEOPLE[0].photo_path, hair_boxes=((2, 2, 18, 38),), bald=False,
-        hat=False, turned=False, occlusion="none", licence="", freely_licensed=True, redistributable=True,
+        hat=False, turned=False, occlusion="none", beard=False, glasses=False, glasses_rimless=False, licence="", freely_licensed=True, redistributable=True,
     )
     lab = photo_hair_lab(person, image)
     assert hair_delta_e(lab, np.array([200, 170, 90]) / 255.0) < 0.01
@@ -133,7 +133,7 @@ def test_the_public_picture_sheet_shows_only_people_the_repository_may_carry(tmp
     people = [
         Person(
             id=pid, photo_path=tmp_path / f"{pid}.jpg", hair_boxes=(), bald=False, hat=False, turned=False,
-            occlusion="none", licence="", freely_licensed=free, redistributable=free,
+            occlusion="none", beard=False, glasses=False, glasses_rimless=False, licence="", freely_licensed=free, redistributable=free,
         )
         for pid, free in (("free_a", True), ("still_b", False), ("free_c", True))
     ]
