@@ -16,7 +16,6 @@ OVERHANG_DEG = 45.0  # FDM prints unsupported up to about 45 degrees from vertic
 # a few square millimetres of chin or armpit sag; more than this droops visibly.
 SUPPORT_AREA_MM2 = 20.0
 FLAT_TOLERANCE_MM = 0.01
-MIN_WALL_MM = 1.2
 
 
 @dataclass(frozen=True)
@@ -90,16 +89,3 @@ def check_printability(vertices: np.ndarray, faces: np.ndarray) -> PrintabilityR
         overhang_area_mm2=overhang,
         needs_supports=overhang > SUPPORT_AREA_MM2,
     )
-
-
-def thinnest_wall_mm(mesh: trimesh.Trimesh, samples: int = 400, seed: int = 0) -> float:
-    """The thinnest wall found by casting rays inward from ``samples`` surface points
-    (slow: for tests and benchmarks, not the request path)."""
-    rng = np.random.default_rng(seed)
-    points, face_index = trimesh.sample.sample_surface(mesh, samples, seed=int(rng.integers(1 << 31)))
-    inward = -mesh.face_normals[face_index]
-    origins = points + inward * 1e-3
-    locations, ray_index, _ = mesh.ray.intersects_location(origins, inward, multiple_hits=False)
-    if not len(ray_index):
-        return float("inf")
-    return float(np.linalg.norm(locations - origins[ray_index], axis=1).min() + 1e-3)

@@ -137,24 +137,3 @@ def score_quality(
         **{f"mesh_{k}": v for k, v in mesh.items()},
     }
     return QualityReport(score=score, grade=grade, components=components, measures=measures, reasons=reasons)
-
-
-def wall_thickness(mesh: trimesh.Trimesh, samples: int = 2000, seed: int = 0) -> np.ndarray:
-    """Local wall thickness at ``samples`` random surface points, in the mesh's units.
-
-    A ray is cast inwards along the surface normal from each point; the thickness is the
-    distance to where it leaves the solid through a surface facing back towards it (normals
-    more than 90 degrees apart). Hits on a surface at a concave crease (a neck meeting a
-    head) are not walls and are skipped. Points whose ray never leaves count as infinite.
-    Too slow for every request; tests and benchmarks call it on the printed STL.
-    """
-    points, face_index = trimesh.sample.sample_surface(mesh, samples, seed=seed)
-    normals = mesh.face_normals[face_index]
-    origins = points - normals * 1e-4 * float(mesh.scale)
-    hits, rays, tris = mesh.ray.intersects_location(origins, -normals, multiple_hits=True)
-    thickness = np.full(samples, np.inf)
-    back_facing = np.einsum("ij,ij->i", mesh.face_normals[tris], normals[rays]) < 0.0
-    distance = np.linalg.norm(hits - origins[rays], axis=1)
-    for ray, dist in zip(rays[back_facing], distance[back_facing]):
-        thickness[ray] = min(thickness[ray], dist)
-    return thickness

@@ -27,7 +27,8 @@ from pipeline.errors import OptionError
 from pipeline.export import export_figurine
 from pipeline.fusion import fuse_template
 from pipeline.landmarks import detect_landmarks
-from pipeline.printability import check_printability, thinnest_wall_mm
+from pipeline.printability import check_printability
+from pipeline.wall_thickness import MIN_WALL_MM, wall_thickness
 from pipeline.runner import Options, resolve_options, run
 from pipeline.stylize import get_stylizer
 from pipeline.threemf import CONFIG_PATH, MODEL_PATH, mmu_segmentation_code
@@ -270,7 +271,7 @@ def test_printability_of_the_default_figurine(result):
     assert report.bodies == 1 and report.stands
     assert report.base_area_mm2 > 500  # the round stand: a flat bottom to stick to the bed
     assert report.needs_supports  # the chibi head overhangs the neck
-    assert thinnest_wall_mm(mesh, samples=1500) >= 1.2
+    assert wall_thickness(mesh, samples=1500, max_distance=3.0).min >= MIN_WALL_MM
 
 
 # ---------------------------------------------------------------- PrusaSlicer

@@ -36,7 +36,7 @@ from benchmarks.likeness import (
     photo_hair_lab,
     picture_sheet,
 )
-from tools.wall_thickness import MIN_WALL_MM, wall_thickness
+from pipeline.wall_thickness import MIN_WALL_MM, wall_thickness
 
 PEOPLE = load_people()
 IDS = [p.id for p in PEOPLE]

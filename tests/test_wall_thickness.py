@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import trimesh
 
-from tools.wall_thickness import MIN_WALL_MM, main, wall_thickness
+from pipeline.wall_thickness import MIN_WALL_MM, wall_thickness
+from tools.wall_thickness import main
 
 
 def test_wall_thickness_finds_a_thin_plate_and_passes_a_thick_block():
