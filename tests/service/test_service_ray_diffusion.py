@@ -5,7 +5,6 @@ pipeline replica that runs landmarks, fusion and export."""
 from __future__ import annotations
 
 import io
-import re
 import time
 from pathlib import Path
 
