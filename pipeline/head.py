@@ -438,16 +438,23 @@ def _printable_face_depth(
     smooth = field.smooth_depth(g)
     relief = feature_relief(g, frontal, EYES)
     if INK_GROOVES:
-        # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
-        # (Inside a beard the carving stays: measured, its texture helps the likeness.)
-        relief -= weight * face_carving(small_texture, bounds, skin, g, shade)
+        # Not at the face's edge: the cartoon's outline there is the silhouette, not a line,
+        # and a groove just inside the outline (the shadow under a chin) would leave a thin
+        # lip where the face blends into the skull. (Inside a beard the carving stays:
+        # measured, its texture helps the likeness.)
+        relief -= weight * weight * face_carving(small_texture, bounds, skin, g, shade)
     # A beard reaches the jaw line: fade it only in the outer part of the seam.
     relief += np.sqrt(weight) * raised_at(features, bounds, g)
     smooth = np.where(np.isnan(smooth), 0.0, smooth)
-    # Outside the outline the face is blended into the skull: it leaves the ball free there.
-    total = np.full(len(grid), 1e3, np.float64)
+    # Outside the outline each grid point takes its nearest face value: a feature that runs
+    # out to the outline (a beard to the jaw) is opened there too, not left free.
+    from scipy.ndimage import distance_transform_edt
+
+    total = np.zeros(len(grid), np.float64)
     total[inside] = smooth + relief
-    opened = printable_surface(total.reshape(ny, nx), pixel, mm(PRINTABLE_BALL_MM)).ravel()
+    nearest = distance_transform_edt(~inside.reshape(ny, nx), return_distances=False, return_indices=True)
+    total = total.reshape(ny, nx)[nearest[0], nearest[1]]
+    opened = printable_surface(total, pixel, mm(PRINTABLE_BALL_MM)).ravel()
     relief_grid = np.zeros(len(grid), np.float32)
     relief_grid[inside] = opened[inside] - smooth
     # Rounded a little further: the head mesh samples the face every ~0.4 mm, and a steep
