@@ -432,11 +432,25 @@ def _printable_face_depth(
     nx, ny = int(np.ceil((hi[0] - lo[0]) / pixel)) + 1, int(np.ceil((hi[1] - lo[1]) / pixel)) + 1
     gx, gy = np.meshgrid(lo[0] + pixel * np.arange(nx), lo[1] + pixel * np.arange(ny))
     grid = np.column_stack([gx.ravel(), gy.ravel()])
-    inside = PolygonPath(oval_xy).contains_points(grid)
+    outline = PolygonPath(oval_xy)
+    inside = outline.contains_points(grid)
     g = grid[inside]
-    weight = _smoothstep(_distance_to_polygon(g, oval_xy) / BLEND_BAND)
+    # The blend weight and the sculpted features are smooth: evaluated on every other grid
+    # point and interpolated (they are most of the sculpt's time on the full grid).
+    coarse = grid.reshape(ny, nx, 2)[::2, ::2].reshape(-1, 2)
+    coarse_shape = ((ny + 1) // 2, (nx + 1) // 2)
+    near = cv2.dilate(inside.reshape(ny, nx)[::2, ::2].astype(np.uint8), np.ones((3, 3), np.uint8)).ravel() > 0
+    coarse_weight = np.zeros(len(coarse))
+    coarse_relief = np.zeros(len(coarse))
+    coarse_weight[near] = outline.contains_points(coarse[near]) * _smoothstep(
+        _distance_to_polygon(coarse[near], oval_xy) / BLEND_BAND
+    )
+    coarse_relief[near] = feature_relief(coarse[near], frontal, EYES)
+    rows, cols = np.nonzero(inside.reshape(ny, nx))
+    at = (cols.astype(np.float32)[None] / 2, rows.astype(np.float32)[None] / 2)
+    weight = cv2.remap(coarse_weight.reshape(coarse_shape).astype(np.float32), *at, cv2.INTER_LINEAR)[0]
+    relief = cv2.remap(coarse_relief.reshape(coarse_shape).astype(np.float32), *at, cv2.INTER_LINEAR)[0].astype(np.float64)
     smooth = field.smooth_depth(g)
-    relief = feature_relief(g, frontal, EYES)
     if INK_GROOVES:
         # Not at the face's edge: the cartoon's outline there is the silhouette, not a line,
         # and a groove just inside the outline (the shadow under a chin) would leave a thin
