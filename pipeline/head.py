@@ -21,12 +21,24 @@ from PIL import Image
 from scipy.spatial import Delaunay
 
 from pipeline.face_regions import face_oval_ring, feature_groups
-from pipeline.face_features import find_face_features, raised_at
+from pipeline.face_features import FaceFeatures, find_face_features, raised_at
 from pipeline.face_texture import clean_face
 from pipeline.hair import frontal_coverage, hair_shape, hair_volume, segment_hair
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, FaceAnalysis
 from pipeline.timing import timed
-from pipeline.sculpt import HALF_FACE_MM, NOSTRILS, SCULPTED, caricature_depth, face_carving, feature_relief
+from pipeline.sculpt import (
+    HALF_FACE_MM,
+    NOSTRILS,
+    PRINTABLE_BALL_MM,
+    PRINTABLE_GRID_MM,
+    PRINTABLE_ROUNDING_MM,
+    SCULPTED,
+    caricature_depth,
+    face_carving,
+    feature_relief,
+    mm,
+    printable_surface,
+)
 
 # Head ellipsoid semi-axes in units of half the face width: a big round chibi cranium.
 HEAD_A, HEAD_B, HEAD_C = 1.32, 1.58, 1.55
@@ -395,6 +407,79 @@ def _ear_meshes(verts: np.ndarray, frontal: np.ndarray, centre_z: float) -> trim
     return trimesh.util.concatenate(ears)
 
 
+
+def _printable_face_depth(
+    xy: np.ndarray,
+    oval_xy: np.ndarray,
+    field: "_FaceField",
+    frontal: np.ndarray,
+    small_texture: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    skin: RGB,
+    shade: np.ndarray | None,
+    features: FaceFeatures,
+) -> np.ndarray:
+    """The sculpted face's depth at frontal points ``xy`` (inside the outline): landmark
+    surface, sculpted features, carved ink and shading, raised glasses and beard.
+
+    It is built on a grid over the face and opened with a rolling ball (see
+    :func:`pipeline.sculpt.printable_surface`), so nothing narrower than a printable wall
+    stands proud, then sampled at ``xy``."""
+    from matplotlib.path import Path as PolygonPath
+
+    pixel = mm(PRINTABLE_GRID_MM)
+    lo, hi = oval_xy.min(axis=0) - 2 * pixel, oval_xy.max(axis=0) + 2 * pixel
+    nx, ny = int(np.ceil((hi[0] - lo[0]) / pixel)) + 1, int(np.ceil((hi[1] - lo[1]) / pixel)) + 1
+    gx, gy = np.meshgrid(lo[0] + pixel * np.arange(nx), lo[1] + pixel * np.arange(ny))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    outline = PolygonPath(oval_xy)
+    inside = outline.contains_points(grid)
+    g = grid[inside]
+    # The blend weight and the sculpted features are smooth: evaluated on every other grid
+    # point and interpolated (they are most of the sculpt's time on the full grid).
+    coarse = grid.reshape(ny, nx, 2)[::2, ::2].reshape(-1, 2)
+    coarse_shape = ((ny + 1) // 2, (nx + 1) // 2)
+    near = cv2.dilate(inside.reshape(ny, nx)[::2, ::2].astype(np.uint8), np.ones((3, 3), np.uint8)).ravel() > 0
+    coarse_weight = np.zeros(len(coarse))
+    coarse_relief = np.zeros(len(coarse))
+    coarse_weight[near] = outline.contains_points(coarse[near]) * _smoothstep(
+        _distance_to_polygon(coarse[near], oval_xy) / BLEND_BAND
+    )
+    coarse_relief[near] = feature_relief(coarse[near], frontal, EYES)
+    rows, cols = np.nonzero(inside.reshape(ny, nx))
+    at = (cols.astype(np.float32)[None] / 2, rows.astype(np.float32)[None] / 2)
+    weight = cv2.remap(coarse_weight.reshape(coarse_shape).astype(np.float32), *at, cv2.INTER_LINEAR)[0]
+    relief = cv2.remap(coarse_relief.reshape(coarse_shape).astype(np.float32), *at, cv2.INTER_LINEAR)[0].astype(np.float64)
+    smooth = field.smooth_depth(g)
+    if INK_GROOVES:
+        # Not at the face's edge: the cartoon's outline there is the silhouette, not a line,
+        # and a groove just inside the outline (the shadow under a chin) would leave a thin
+        # lip where the face blends into the skull. (Inside a beard the carving stays:
+        # measured, its texture helps the likeness.)
+        relief -= weight * weight * face_carving(small_texture, bounds, skin, g, shade)
+    # A beard reaches the jaw line: fade it only in the outer part of the seam.
+    relief += np.sqrt(weight) * raised_at(features, bounds, g)
+    smooth = np.where(np.isnan(smooth), 0.0, smooth)
+    # Outside the outline each grid point takes its nearest face value: a feature that runs
+    # out to the outline (a beard to the jaw) is opened there too, not left free.
+    from scipy.ndimage import distance_transform_edt
+
+    total = np.zeros(len(grid), np.float64)
+    total[inside] = smooth + relief
+    nearest = distance_transform_edt(~inside.reshape(ny, nx), return_distances=False, return_indices=True)
+    total = total.reshape(ny, nx)[nearest[0], nearest[1]]
+    opened = printable_surface(total, pixel, mm(PRINTABLE_BALL_MM)).ravel()
+    relief_grid = np.zeros(len(grid), np.float32)
+    relief_grid[inside] = opened[inside] - smooth
+    # Rounded a little further: the head mesh samples the face every ~0.4 mm, and a steep
+    # groove wall running across its triangles would come out as a row of thin teeth.
+    relief_grid = cv2.GaussianBlur(relief_grid.reshape(ny, nx), (0, 0), mm(PRINTABLE_ROUNDING_MM) / pixel).ravel()
+    u = ((xy[:, 0] - lo[0]) / pixel).astype(np.float32)
+    v = ((xy[:, 1] - lo[1]) / pixel).astype(np.float32)
+    relief_at = cv2.remap(relief_grid.reshape(ny, nx), u[None], v[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[0]
+    return field.smooth_depth(xy) + relief_at
+
+
 def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> HeadResult:
     """Closed textured head, ears and hair shell for ``face``, textured from ``stylized``."""
     timings: dict[str, float] = {}
@@ -449,22 +534,15 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         skull_z = _skull_meets_face(verts[front], centre_z, oval_xy, field)
         verts[front, 2] = skull_z
         depth = skull_z.copy()
-        depth[inside] = field.smooth_depth(xy[inside]) + feature_relief(xy[inside], frontal, EYES)
         small_texture = cv2.resize(texture, coarse.map_x.shape[::-1], interpolation=cv2.INTER_AREA)
-        carving = np.zeros(int(inside.sum()))
-        if INK_GROOVES:
-            shade = None
-            if SHADE_FROM_PHOTO:
-                grey = cv2.cvtColor(frontal_photo, cv2.COLOR_RGB2GRAY)
-                shade = clean_face(grey, warp.bounds[:2], face.pose.yaw, occluded_coarse)[0]
-            carving = face_carving(small_texture, (x0, x1, y0, y1), skin, xy[inside], shade)
+        shade = None
+        if INK_GROOVES and SHADE_FROM_PHOTO:
+            grey = cv2.cvtColor(frontal_photo, cv2.COLOR_RGB2GRAY)
+            shade = clean_face(grey, warp.bounds[:2], face.pose.yaw, occluded_coarse)[0]
         features = find_face_features(frontal_photo, small_texture, warp.bounds, frontal, skin)
-        raised = raised_at(features, warp.bounds, xy[inside])
-        # Not at the face's edge: the cartoon's outline there is the silhouette, not a line.
-        # (Inside a beard the carving stays: measured, its texture helps the likeness.)
-        depth[inside] -= weight[inside] * carving
-        # A beard reaches the jaw line: fade it only in the outer part of the seam.
-        depth[inside] += np.sqrt(weight[inside]) * raised
+        depth[inside] = _printable_face_depth(
+            xy[inside], oval_xy, field, frontal, small_texture, (x0, x1, y0, y1), skin, shade, features
+        )
         depth = np.where(np.isnan(depth), skull_z, depth)
         face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
         # Never carve the face behind the skull's own back half.

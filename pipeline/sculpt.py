@@ -235,3 +235,29 @@ def face_carving(
     u = ((xy[:, 0] - x0) / (x1 - x0) * (w - 1)).astype(np.float32)
     v = ((y1 - xy[:, 1]) / (y1 - y0) * (h - 1)).astype(np.float32)
     return cv2.remap(depth, u[None], v[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[0]
+
+
+# The thinnest wall a hobby FDM printer holds is 1.2 mm (tools/wall_thickness.py); the ball
+# is a little wider, for the mesh's own sampling of the surface between its vertices.
+PRINTABLE_BALL_MM = 1.5
+PRINTABLE_GRID_MM = 0.15  # pixel of the grid the face surface is opened on
+PRINTABLE_ROUNDING_MM = 0.3  # Gaussian sigma of the rounding after the opening
+
+
+def printable_surface(height: np.ndarray, pixel: float, diameter: float) -> np.ndarray:
+    """The height field with every part that a ball ``diameter`` across cannot reach from
+    inside removed (a rolling-ball morphological opening; ``pixel`` and ``diameter`` in the
+    height's own units). What stays has, at each surface point, a ball of that diameter inside
+    the solid touching it, so a ray cast inward along the normal crosses at least that much
+    material: no ridge, lid, frame edge or wall between two grooves is thinner. Grooves and
+    broad forms are left as they are (an opening never adds material)."""
+    from scipy.ndimage import grey_opening
+
+    radius = diameter / 2
+    r_px = int(np.ceil(radius / pixel))
+    offsets = np.arange(-r_px, r_px + 1) * pixel
+    d2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    footprint = d2 <= radius * radius
+    ball = np.sqrt(np.clip(radius * radius - d2, 0.0, None)) - radius  # the ball's cap, 0 at its top
+    opened = grey_opening(height, footprint=footprint, structure=np.where(footprint, ball, 0.0), mode="nearest")
+    return np.minimum(opened, height)
