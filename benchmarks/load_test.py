@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -360,6 +361,7 @@ def measure_local(args: argparse.Namespace, workdir: Path) -> dict:
         wait_ready(app.url, app.log_path)
         print(f"server {app.url} (pid {app.pid}, log {app.log_path})", flush=True)
         result = measure(app.url, app.pid, args, lambda: cpu_seconds(app.pid))
+    shutil.rmtree(workdir / "local" / "data", ignore_errors=True)  # ~2 MB of results per upload
     return {"mode": "process", "workers": args.workers, **result}
 
 
@@ -382,6 +384,7 @@ def measure_ray(args: argparse.Namespace, workdir: Path) -> dict:
         print(f"server {app.url} (pid {app.pid}, log {app.log_path}); waiting for the replicas", flush=True)
         wait_ready(app.url, app.log_path)
         result = measure(app.url, app.pid, args, lambda: ray_cpu_seconds(app.pid, cluster))
+    shutil.rmtree(workdir / "ray" / "data", ignore_errors=True)
     return {"mode": "ray", "replicas": args.workers, "cluster": cluster.address, **result}
 
 
@@ -455,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                 url, pid = app.url, app.pid
                 print(f"server {url} (pid {pid}, log {app.log_path})", flush=True)
             result = measure(url, pid, args, lambda: cpu_seconds(pid))
+        shutil.rmtree(workdir / "data", ignore_errors=True)  # ~2 MB of results per upload
         print_report(result)
         failed = _errors(result) > 0
     if args.json:
