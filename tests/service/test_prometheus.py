@@ -108,7 +108,23 @@ def test_the_dashboard_uses_only_metrics_the_app_exports():
     }
 
 
-# -- every query against a real Prometheus ----------------------------------------------------------
+# -- the config and queries, through Prometheus itself ---------------------------------------------
+def test_promtool_accepts_the_config_and_every_dashboard_query(tmp_path: Path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("Debian's prometheus package is not installed (tools/setup.sh --dev installs it)")
+    check = subprocess.run([promtool, "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # promtool parses PromQL in rule files: every dashboard query as a recording rule.
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{index}", "expr": expr} for index, (_title, expr) in enumerate(queries(dashboard()))
+    ]}]}
+    rules_path = tmp_path / "dashboard_rules.yml"
+    rules_path.write_text(yaml.safe_dump(rules))
+    check = subprocess.run([promtool, "check", "rules", str(rules_path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 @contextlib.contextmanager
 def prometheus(workdir: Path, front_ends: list[str], ray_targets: list[str]) -> Iterator[str]:
     """Debian's ``prometheus`` on a loopback port with deploy/prometheus.yml, its targets swapped
