@@ -5,8 +5,13 @@ reports throughput, latency percentiles, errors, peak server RSS, /health latenc
 while busy, HTTP overhead (client latency - timings_ms.total) and the throughput gain of
 ``--concurrency`` clients over one.
 
+``--ray`` runs the same load twice in one run, side by side: local worker processes, then Ray
+Serve replicas on a one-node Ray cluster that it starts on the loopback (the same number of
+workers and replicas), and adds Ray's own CPU (GCS, raylet, the rest) per upload.
+
     python benchmarks/load_test.py --quick
     python benchmarks/load_test.py --requests 1000 --concurrency 10 --json out/load.json
+    python benchmarks/load_test.py --ray --json benchmarks/results/load_test_ray.json
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -22,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,11 +39,16 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from toonforge_testing.launch import LaunchedApp, launched_app, scratch_env  # noqa: E402
+from toonforge_testing.ray_cluster import RAY_QUIET, LocalRayCluster, local_ray_cluster  # noqa: E402
 
 PHOTO = ROOT / "assets" / "examples" / "astronaut.jpg"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STARTUP_TIMEOUT_S = 120
 HEALTH_POLL_S = 0.1  # often enough for percentiles, rare enough not to slow the uploads
+READY_TIMEOUT_S = 240  # Ray replicas importing and warming the pipeline on a busy machine
+# Ray mode's targets (issue 12): its throughput against local mode's, its overhead per request.
+RAY_THROUGHPUT_TARGET = 0.9
+RAY_OVERHEAD_TARGET_MS = 25.0
 
 
 @dataclass
@@ -77,15 +89,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def start_server(stack: contextlib.ExitStack, workdir: Path) -> LaunchedApp:
-    """``app.py`` with its data, Gradio temp dir and log in ``workdir``; stopped when ``stack`` closes."""
-    env = scratch_env(workdir)
+def start_server(stack: contextlib.ExitStack, workdir: Path, **env: str) -> LaunchedApp:
+    """``app.py`` with its data, Gradio temp dir and log in ``workdir`` and ``env`` added to its
+    environment; stopped when ``stack`` closes."""
     try:
         return stack.enter_context(
-            launched_app(env=env, log_path=workdir / "server.log", timeout_s=STARTUP_TIMEOUT_S)
+            launched_app(env=scratch_env(workdir, **env), log_path=workdir / "server.log", timeout_s=STARTUP_TIMEOUT_S)
         )
     except RuntimeError as exc:  # a message for the shell, not a traceback
         raise SystemExit(f"{exc}\nsee {workdir / 'server.log'}") from None
+
+
+def wait_ready(url: str, log_path: Path) -> None:
+    """Until ``/ready`` says 200: local workers warm, or Ray replicas up."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    with httpx.Client(base_url=url, timeout=10, trust_env=False) as http:
+        while http.get("/ready").status_code != 200:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} not ready within {READY_TIMEOUT_S} s; see {log_path}")
+            time.sleep(0.5)
 
 
 def server_pid(url: str) -> int | None:
@@ -144,6 +166,34 @@ def cpu_seconds(pid: int | None) -> dict[str, float]:
                 times = child.cpu_times()
                 snapshot["workers"] += times.user + times.system
     return snapshot
+
+
+def ray_cpu_seconds(pid: int | None, cluster: LocalRayCluster) -> dict[str, float]:
+    """:func:`cpu_seconds` in Ray mode: the replicas are the workers, and Ray's own processes
+    (every process the nodes' ``ray start`` started) are split into GCS, raylets and the rest
+    (Serve's controller, the dashboard and runtime-env agents, the log monitor, idle workers)."""
+    snapshot = cpu_seconds(pid)  # client and front end (it has no worker processes in Ray mode)
+    snapshot.update(workers=0.0, ray_gcs=0.0, ray_raylet=0.0, ray_other=0.0)
+    for node in cluster.nodes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(node.process.pid)
+            for proc in (root, *root.children(recursive=True)):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = proc.cpu_times()
+                    snapshot[_ray_role(proc)] += times.user + times.system
+    return snapshot
+
+
+def _ray_role(proc: psutil.Process) -> str:
+    name = proc.name()
+    if name == "gcs_server":
+        return "ray_gcs"
+    if name == "raylet":
+        return "ray_raylet"
+    # Ray names its workers' processes after the actor they host ("ray::ServeReplica:app:...").
+    if any(arg.startswith("ray::ServeReplica") for arg in proc.cmdline()[:1]):
+        return "workers"
+    return "ray_other"
 
 
 def cpu_per_upload_ms(before: dict[str, float], after: dict[str, float], run: "Run") -> dict[str, float]:
@@ -238,75 +288,50 @@ def summarize(run: Run) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="target a running server (loopback only) instead of starting one")
-    parser.add_argument("--requests", "-n", type=int, default=1000)
-    parser.add_argument("--concurrency", "-c", type=int, default=10)
-    parser.add_argument("--single", type=int, default=20, help="uploads for the one-client baseline")
-    parser.add_argument("--warmup", type=int, default=4, help="uploads before measuring")
-    parser.add_argument("--health-samples", type=int, default=200)
-    parser.add_argument("--photo", type=Path, default=PHOTO)
-    parser.add_argument("--quick", action="store_true", help="small run: 30 uploads, 5 single, 50 health")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.requests, args.single, args.health_samples = 30, 5, 50
+def measure(url: str, pid: int | None, args: argparse.Namespace, cpu: Callable[[], dict[str, float]]) -> dict:
+    """Warm-up, the one-client baseline (half before, half after), the concurrent run with
+    /health polled meanwhile; ``cpu`` snapshots CPU seconds by role."""
+    photo = args.photo.read_bytes()
+    rss = RssSampler(pid)
+    rss.start()
+    try:
+        print(f"warm-up: {args.warmup} uploads", flush=True)
+        warm = uploads(url, photo, args.warmup, min(args.warmup, args.concurrency))
+        if warm.errors:
+            raise SystemExit(f"warm-up failed: {warm.errors}")
+        with httpx.Client(base_url=url, timeout=10) as http:
+            for _ in range(10):  # connection set-up and first-call costs out of the numbers
+                health_once(http)
+            idle_health = [health_once(http) for _ in range(args.health_samples)]
 
-    workdir = Path(tempfile.mkdtemp(prefix="toonforge-load-"))
-    with contextlib.ExitStack() as stack:
-        if args.url:
-            host = urlparse(args.url).hostname
-            if host not in LOOPBACK:
-                parser.error(f"--url must be a loopback address ({', '.join(sorted(LOOPBACK))}), got {host}")
-            url = args.url.rstrip("/")
-            pid = server_pid(url)
-        else:
-            print("starting app.py ...", flush=True)
-            app = start_server(stack, workdir)
-            url, pid = app.url, app.pid
-            print(f"server {url} (pid {pid}, log {app.log_path})", flush=True)
-        photo = args.photo.read_bytes()
-        rss = RssSampler(pid)
-        rss.start()
-        try:
-            print(f"warm-up: {args.warmup} uploads", flush=True)
-            warm = uploads(url, photo, args.warmup, min(args.warmup, args.concurrency))
-            if warm.errors:
-                raise SystemExit(f"warm-up failed: {warm.errors}")
-            with httpx.Client(base_url=url, timeout=10) as http:
-                for _ in range(10):  # connection set-up and first-call costs out of the numbers
-                    health_once(http)
-                idle_health = [health_once(http) for _ in range(args.health_samples)]
+        # The one-client baseline is taken half before and half after the concurrent run,
+        # so that a machine whose speed drifts (a shared VM does) favours neither side.
+        first_half = (args.single + 1) // 2
+        print(f"one client: {first_half} uploads", flush=True)
+        before = cpu()
+        single = uploads(url, photo, first_half, 1)
+        single_cpu = cpu_per_upload_ms(before, cpu(), single)
 
-            # The one-client baseline is taken half before and half after the concurrent run,
-            # so that a machine whose speed drifts (a shared VM does) favours neither side.
-            first_half = (args.single + 1) // 2
-            print(f"one client: {first_half} uploads", flush=True)
-            before = cpu_seconds(pid)
-            single = uploads(url, photo, first_half, 1)
-            single_cpu = cpu_per_upload_ms(before, cpu_seconds(pid), single)
+        print(f"{args.concurrency} clients: {args.requests} uploads", flush=True)
+        poller = HealthPoller(url)
+        poller.start()
+        before = cpu()
+        loaded = uploads(url, photo, args.requests, args.concurrency)
+        loaded_cpu = cpu_per_upload_ms(before, cpu(), loaded)
+        poller.stop.set()
+        poller.join()
 
-            print(f"{args.concurrency} clients: {args.requests} uploads", flush=True)
-            poller = HealthPoller(url)
-            poller.start()
-            before = cpu_seconds(pid)
-            loaded = uploads(url, photo, args.requests, args.concurrency)
-            loaded_cpu = cpu_per_upload_ms(before, cpu_seconds(pid), loaded)
-            poller.stop.set()
-            poller.join()
+        print(f"one client again: {args.single - first_half} uploads", flush=True)
+        before = cpu()
+        second = uploads(url, photo, args.single - first_half, 1)
+        single_cpu = mean_cpu(single_cpu, single.ok, cpu_per_upload_ms(before, cpu(), second), second.ok)
+        single = single.joined(second)
+    finally:
+        rss.stop.set()
+        rss.join()
+        rss.sample()
 
-            print(f"one client again: {args.single - first_half} uploads", flush=True)
-            before = cpu_seconds(pid)
-            second = uploads(url, photo, args.single - first_half, 1)
-            single_cpu = mean_cpu(single_cpu, single.ok, cpu_per_upload_ms(before, cpu_seconds(pid), second), second.ok)
-            single = single.joined(second)
-        finally:
-            rss.stop.set()
-            rss.join()
-            rss.sample()
-
-    result = {
+    return {
         "url": url,
         "requests": args.requests,
         "concurrency": args.concurrency,
@@ -326,12 +351,163 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_ms_per_upload": {"single_client": single_cpu, "concurrent": loaded_cpu},
         "cpu_count": os.cpu_count(),
     }
-    print_report(result)
+
+
+def measure_local(args: argparse.Namespace, workdir: Path) -> dict:
+    """The load against ``app.py`` with ``args.workers`` local worker processes."""
+    with contextlib.ExitStack() as stack:
+        print(f"local mode: starting app.py with {args.workers} worker processes ...", flush=True)
+        app = start_server(stack, workdir / "local", TOONFORGE_WORKERS=str(args.workers))
+        wait_ready(app.url, app.log_path)
+        print(f"server {app.url} (pid {app.pid}, log {app.log_path})", flush=True)
+        result = measure(app.url, app.pid, args, lambda: cpu_seconds(app.pid))
+    shutil.rmtree(workdir / "local" / "data", ignore_errors=True)  # ~2 MB of results per upload
+    return {"mode": "process", "workers": args.workers, **result}
+
+
+def measure_ray(args: argparse.Namespace, workdir: Path) -> dict:
+    """The same load against ``app.py`` in Ray mode: a one-node cluster on the loopback with
+    ``args.workers`` CPUs and as many pipeline replicas. Ray runs with what serving needs only:
+    no dashboard, usage stats or metrics recording (see toonforge_testing/ray_cluster.py)."""
+    with contextlib.ExitStack() as stack:
+        print(f"Ray mode: starting a one-node Ray cluster with {args.workers} CPUs ...", flush=True)
+        cluster = stack.enter_context(local_ray_cluster(workdir / "ray-cluster", node_cpus=(args.workers,)))
+        app = start_server(
+            stack,
+            workdir / "ray",
+            **RAY_QUIET,
+            RAY_enable_metrics_collection="0",  # the front end is a Ray driver too
+            TOONFORGE_RAY_ADDRESS=cluster.address,
+            TOONFORGE_RAY_MIN_REPLICAS=str(args.workers),
+            TOONFORGE_RAY_MAX_REPLICAS=str(args.workers),
+        )
+        print(f"server {app.url} (pid {app.pid}, log {app.log_path}); waiting for the replicas", flush=True)
+        wait_ready(app.url, app.log_path)
+        result = measure(app.url, app.pid, args, lambda: ray_cpu_seconds(app.pid, cluster))
+    shutil.rmtree(workdir / "ray" / "data", ignore_errors=True)
+    return {"mode": "ray", "replicas": args.workers, "cluster": cluster.address, **result}
+
+
+def compare(local: dict, ray: dict) -> dict:
+    """Ray mode against local mode, with the issue's targets."""
+    ratio = ray["concurrent"]["throughput_rps"] / local["concurrent"]["throughput_rps"]
+    overhead = ray["single_client"]["http_overhead_ms_p50"]
+    return {
+        "throughput_ratio_ray_vs_local": round(ratio, 3),
+        "throughput_target": RAY_THROUGHPUT_TARGET,
+        "throughput_target_met": ratio >= RAY_THROUGHPUT_TARGET,
+        "ray_overhead_ms_p50_c1": overhead,
+        "extra_overhead_ms_p50_c1": round(overhead - local["single_client"]["http_overhead_ms_p50"], 2),
+        "overhead_target_ms": RAY_OVERHEAD_TARGET_MS,
+        "overhead_target_met": overhead <= RAY_OVERHEAD_TARGET_MS,
+        "errors": {"local": _errors(local), "ray": _errors(ray)},
+    }
+
+
+def _errors(run: dict) -> int:
+    return run["single_client"]["errors"] + run["concurrent"]["errors"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="target a running server (loopback only) instead of starting one")
+    parser.add_argument("--ray", action="store_true", help="local processes and Ray mode side by side")
+    parser.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
+                        help="with --ray: worker processes, and Ray CPUs and replicas")
+    parser.add_argument("--requests", "-n", type=int, default=1000)
+    parser.add_argument("--concurrency", "-c", type=int, default=10)
+    parser.add_argument("--single", type=int, default=20, help="uploads for the one-client baseline")
+    parser.add_argument("--warmup", type=int, default=4, help="uploads before measuring")
+    parser.add_argument("--health-samples", type=int, default=200)
+    parser.add_argument("--photo", type=Path, default=PHOTO)
+    parser.add_argument("--quick", action="store_true", help="small run: 30 uploads, 5 single, 50 health")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.single, args.health_samples = 30, 5, 50
+    if args.ray and args.url:
+        parser.error("--ray starts its own servers and cluster; it takes no --url")
+
+    workdir = Path(tempfile.mkdtemp(prefix="toonforge-load-"))
+    if args.ray:
+        load_before = os.getloadavg()
+        local = measure_local(args, workdir)
+        ray = measure_ray(args, workdir)
+        result = {
+            "benchmark": "load_test --ray",
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average": {"before": [round(x, 2) for x in load_before],
+                             "after": [round(x, 2) for x in os.getloadavg()]},
+            "local": local,
+            "ray": ray,
+            "comparison": compare(local, ray),
+        }
+        print_side_by_side(result)
+        failed = result["comparison"]["errors"]["local"] + result["comparison"]["errors"]["ray"] > 0
+    else:
+        with contextlib.ExitStack() as stack:
+            if args.url:
+                host = urlparse(args.url).hostname
+                if host not in LOOPBACK:
+                    parser.error(f"--url must be a loopback address ({', '.join(sorted(LOOPBACK))}), got {host}")
+                url = args.url.rstrip("/")
+                pid = server_pid(url)
+            else:
+                print("starting app.py ...", flush=True)
+                app = start_server(stack, workdir)
+                url, pid = app.url, app.pid
+                print(f"server {url} (pid {pid}, log {app.log_path})", flush=True)
+            result = measure(url, pid, args, lambda: cpu_seconds(pid))
+        shutil.rmtree(workdir / "data", ignore_errors=True)  # ~2 MB of results per upload
+        print_report(result)
+        failed = _errors(result) > 0
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
-    return 1 if loaded.errors or single.errors else 0
+    return 1 if failed else 0
+
+
+def print_side_by_side(r: dict) -> None:
+    local, ray, cmp = r["local"], r["ray"], r["comparison"]
+    n, c = local["requests"], local["concurrency"]
+
+    def row(label: str, value: Callable[[dict], str]) -> None:
+        print(f"  {label:<26}{value(local):<30}{value(ray)}")
+
+    def lat(run: dict) -> str:
+        q = run["latency_ms"]
+        return f"{q['p50']:.0f} / {q['p95']:.0f} / {q['p99']:.0f} ms"
+
+    print()
+    print(f"Toonforge load test, {n} x {c}: local worker processes vs Ray Serve, on this machine "
+          f"({local['cpu_count']} cores, load {r['load_average']['before'][0]:.2f} before)")
+    local_head = f"local ({local['workers']} workers)"
+    print(f"  {'':<26}{local_head:<30}ray ({ray['replicas']} replicas, 1 node)")
+    row("uploads ok / errors", lambda x: f"{x['concurrent']['ok']} / {x['concurrent']['errors']} "
+        f"{x['concurrent']['errors_by_kind'] or ''}".strip())
+    row(f"throughput c={c}", lambda x: f"{x['concurrent']['throughput_rps']:.2f} req/s")
+    row("throughput c=1", lambda x: f"{x['single_client']['throughput_rps']:.2f} req/s")
+    row(f"latency c={c} p50/p95/p99", lambda x: lat(x["concurrent"]))
+    row("latency c=1 p50/p95/p99", lambda x: lat(x["single_client"]))
+    row("overhead p50 c=1", lambda x: f"{x['single_client']['http_overhead_ms_p50']:.1f} ms")
+    row(f"overhead p50 c={c} (+queue)", lambda x: f"{x['concurrent']['http_overhead_ms_p50']:.0f} ms")
+    row("/health busy p50 / p95", lambda x: f"{x['health_ms']['busy_p50']:.1f} / {x['health_ms']['busy_p95']:.1f} ms")
+    row("peak RSS front end+children", lambda x: f"{x['peak_server_rss_mb']} MB")
+    print(f"  CPU ms per upload at c={c}:")
+    roles = ("client", "server", "workers", "ray_gcs", "ray_raylet", "ray_other")
+    names = {"server": "front end", "workers": "workers / replicas", "ray_gcs": "Ray GCS",
+             "ray_raylet": "Ray raylet", "ray_other": "Ray other"}
+    for role in roles:
+        row(f"  {names.get(role, role)}", lambda x, role=role: (
+            f"{x['cpu_ms_per_upload']['concurrent'][role]:.1f}"
+            if role in x["cpu_ms_per_upload"]["concurrent"] else "-"))
+    row("  total", lambda x: f"{sum(x['cpu_ms_per_upload']['concurrent'].values()):.1f}")
+    print(f"  Ray vs local throughput    {cmp['throughput_ratio_ray_vs_local']:.3f}x "
+          f"(target >= {cmp['throughput_target']}: {'met' if cmp['throughput_target_met'] else 'NOT met'})")
+    print(f"  Ray overhead p50 at c=1    {cmp['ray_overhead_ms_p50_c1']:.1f} ms, "
+          f"{cmp['extra_overhead_ms_p50_c1']:+.1f} ms over local "
+          f"(target <= {cmp['overhead_target_ms']:g} ms: {'met' if cmp['overhead_target_met'] else 'NOT met'})")
 
 
 def print_report(r: dict) -> None:

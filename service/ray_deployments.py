@@ -161,3 +161,20 @@ def build_application(config: Config, ray_config: RayConfig, *, with_diffusion: 
             health_check_period_s=HEALTH_CHECK_PERIOD_S,
         ).bind(config)
     return pipeline.bind(config, diffusion)
+
+
+def app_builder(args: dict[str, str]) -> Any:
+    """The application for ``serve run`` or a KubeRay ``RayService`` (import path
+    ``service.ray_deployments:app_builder``): ``args`` are ``TOONFORGE_*`` settings, taken over
+    the environment. A front end pointed at the cluster then uses this running application as
+    it is (see service/ray_backend.py) instead of deploying its own."""
+    from pipeline.stylize import backend_availability
+    from service.config import RAY_ADDRESS_AUTO, ServiceConfig
+
+    env = {**os.environ, **{str(k): str(v) for k, v in args.items()}}
+    env.setdefault("TOONFORGE_RAY_ADDRESS", RAY_ADDRESS_AUTO)  # only the deployments' sizes matter here
+    config = Config.from_env(env)
+    ray_config = ServiceConfig.from_env(env).ray
+    assert ray_config is not None  # TOONFORGE_RAY_ADDRESS is set above
+    with_diffusion = backend_availability(config)["diffusion"].available
+    return build_application(config, ray_config, with_diffusion=with_diffusion)

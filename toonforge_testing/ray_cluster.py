@@ -69,10 +69,19 @@ def ray_env(**overrides: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def local_ray_cluster(
-    workdir: Path, node_cpus: tuple[int, ...] = (1, 1), port: int | None = None
+    workdir: Path,
+    node_cpus: tuple[int, ...] = (1, 1),
+    port: int | None = None,
+    *,
+    metrics_export_port: int | None = None,
 ) -> Iterator[LocalRayCluster]:
     """A head node with ``node_cpus[0]`` CPUs (its GCS on ``port``, default a free one) plus
-    one worker node per further entry."""
+    one worker node per further entry.
+
+    ``metrics_export_port``: the head's Prometheus endpoint for Ray's own metrics (Serve's
+    replicas among them), on the loopback address. Without it Ray records no metrics at all:
+    nothing would read them, and recording costs CPU.
+    """
     ray_cli = Path(sys.executable).parent / "ray"
     port = port or free_port()
     cluster = LocalRayCluster(address=f"{LOOPBACK}:{port}")
@@ -89,6 +98,11 @@ def local_ray_cluster(
             role = ["--head", f"--port={port}", "--include-dashboard=false"] if index == 0 else [
                 f"--address={cluster.address}"
             ]
+            metrics = (
+                [f"--metrics-export-port={metrics_export_port}"]
+                if index == 0 and metrics_export_port
+                else []
+            )
             log_path = workdir / f"{name}.log"
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
@@ -99,8 +113,9 @@ def local_ray_cluster(
                         f"--temp-dir={temp_dir}",
                         f"--object-store-memory={OBJECT_STORE_BYTES}",
                         "--disable-usage-stats",
+                        *metrics,
                     ],
-                    env=ray_env(TMPDIR=str(scratch)),
+                    env=ray_env(TMPDIR=str(scratch), **_metrics_env(metrics_export_port)),
                     cwd=ROOT,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -113,6 +128,11 @@ def local_ray_cluster(
     finally:
         cluster.stop()
         shutil.rmtree(temp_root, ignore_errors=True)  # sockets and session files of dead nodes
+
+
+def _metrics_env(metrics_export_port: int | None) -> dict[str, str]:
+    """Ray's metrics recording off unless someone scrapes them."""
+    return {} if metrics_export_port else {"RAY_enable_metrics_collection": "0"}
 
 
 def _wait_for_port(host: str, port: int, process: subprocess.Popen, log_path: Path) -> None:

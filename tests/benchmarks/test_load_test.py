@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -35,3 +37,41 @@ def test_a_small_load_test_reports_every_figure(tmp_path):
     cpu = report["cpu_ms_per_upload"]["concurrent"]
     assert cpu["workers"] > cpu["server"] > 0
     assert "Toonforge load test" in proc.stdout and "ratio" in proc.stdout
+
+
+def test_ray_runs_the_same_load_in_both_modes_side_by_side(tmp_path):
+    pytest.importorskip("ray", reason="--ray needs requirements-ray.txt (in requirements-dev.txt)")
+    out = tmp_path / "load_ray.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/load_test.py", "--ray", "--workers", "1", "--requests", "4",
+         "--concurrency", "2", "--single", "2", "--warmup", "1", "--health-samples", "5", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    local, ray = report["local"], report["ray"]
+    assert (local["mode"], ray["mode"]) == ("process", "ray")
+    for run in (local, ray):
+        assert (run["concurrent"]["ok"], run["concurrent"]["errors"]) == (4, 0)
+        assert (run["single_client"]["ok"], run["single_client"]["errors"]) == (2, 0)
+        assert 0 < run["single_client"]["http_overhead_ms_p50"] < run["single_client"]["latency_ms"]["p50"]
+    # Ray mode: the replicas did the pipeline's work, and Ray's own processes are accounted for.
+    cpu = ray["cpu_ms_per_upload"]["concurrent"]
+    assert cpu["workers"] > cpu["server"] > 0
+    assert cpu["ray_gcs"] > 0 and cpu["ray_raylet"] > 0
+    assert "ray_gcs" not in local["cpu_ms_per_upload"]["concurrent"]
+    comparison = report["comparison"]
+    assert comparison["throughput_ratio_ray_vs_local"] > 0
+    assert comparison["errors"] == {"local": 0, "ray": 0}
+    assert "local worker processes vs Ray Serve" in proc.stdout and "Ray vs local throughput" in proc.stdout
+
+
+def test_ray_refuses_a_url():
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/load_test.py", "--ray", "--url", "http://127.0.0.1:1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "takes no --url" in proc.stderr
