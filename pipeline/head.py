@@ -516,11 +516,8 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         coarse = warp.scaled(0.5)
         frontal_photo = coarse.warp(photo)
         occluded_coarse = _occluders(frontal_photo, coarse, face, frontal, segmentation.rgb)
-        occluded = (
-            cv2.resize(occluded_coarse.astype(np.uint8), warp.map_x.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-        )
+        occluded = cv2.resize(occluded_coarse.astype(np.uint8), warp.map_x.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
         texture, skin = _frontal_texture(stylized, warp, oval_xy, face.pose.yaw, occluded)
-        x0, x1, y0, y1 = warp.bounds
 
     # 3. the face: landmark surface, sculpted features, carved ink and shading, soft rim
     with timed(timings, "sculpt"):
@@ -541,7 +538,7 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
             shade = clean_face(grey, warp.bounds[:2], face.pose.yaw, occluded_coarse)[0]
         features = find_face_features(frontal_photo, small_texture, warp.bounds, frontal, skin)
         depth[inside] = _printable_face_depth(
-            xy[inside], oval_xy, field, frontal, small_texture, (x0, x1, y0, y1), skin, shade, features
+            xy[inside], oval_xy, field, frontal, small_texture, warp.bounds, skin, shade, features
         )
         depth = np.where(np.isnan(depth), skull_z, depth)
         face_z = skull_z + RELIEF_GAIN * (depth - skull_z)
@@ -549,40 +546,14 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         verts[front, 2] = np.maximum((1 - weight) * skull_z + weight * face_z, centre_z)
         _soften_rim(verts, faces, np.flatnonzero(front)[weight > RIM_PIN_WEIGHT])
 
-        uv = np.column_stack([(verts[:, 0] - x0) / (x1 - x0), (verts[:, 1] - y0) / (y1 - y0)])
-        # The back half maps radially onto the skin border of the texture, so no triangle
-        # between front and back smears the face across the side of the head.
-        back = unit[:, 2] <= 0.0
-        radial = unit[back, :2] / np.maximum(np.linalg.norm(unit[back, :2], axis=1, keepdims=True), 1e-9)
-        uv[back] = 0.5 + 0.49 * radial
-        uv = np.clip(uv, 0.0, 1.0)
+        uv = _head_uv(verts, unit, warp.bounds)
         ears = _ear_meshes(verts, frontal, centre_z)
 
     # 4. the hair volume, grown from the segmentation
     with timed(timings, "hair_volume"):
-        forehead_y = float(frontal[FOREHEAD_TOP, 1])
-        coverage, grid_x0, grid_top = frontal_coverage(
-            segmentation.mask, field.image_position, chin_y, centre_y + 1.6 * HEAD_B, forehead_y
-        )
-        shape = hair_shape(coverage, grid_x0, grid_top, chin_y, forehead_y)
-        style = shape.style if segmentation.rgb is not None else "bald"
+        hair, style = _hair_from_segmentation(segmentation, field, frontal, chin_y, centre_y, centre_z, eye_y)
         hair_rgb = _cartoon_hair(segmentation.rgb) if segmentation.rgb is not None else None
-        hair_unit, hair_faces = _front_pole_sphere(HAIR_RINGS, HAIR_SEGMENTS, 1.3)
-        ear_top_y = eye_y + 0.12
-        hair = hair_volume(
-            shape,
-            hair_unit,
-            hair_faces,
-            np.array([HEAD_A, HEAD_B, HEAD_C]),
-            np.array([0.0, centre_y, centre_z]),
-            chin_y,
-            ear_top_y,
-        )
-
-    nose = sculpted[NOSE_TIP]
-    nose_rim = 1.0 - (nose[0] / HEAD_A) ** 2 - ((nose[1] - centre_y) / HEAD_B) ** 2
-    skull_at_nose = centre_z + HEAD_C * np.sqrt(max(nose_rim, 0.0))
-    nose_relief = float(centre_z + RELIEF_GAIN * (nose[2] - centre_z) - skull_at_nose)
+    nose_relief = _nose_relief(sculpted[NOSE_TIP], centre_y, centre_z)
 
     # Head units: skull centre at the origin, skull height 1.
     shift = np.array([0.0, centre_y, centre_z])
@@ -591,22 +562,10 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
     hair_verts = (np.asarray(hair.vertices) - shift) * scale
     ear_verts = (np.asarray(ears.vertices) - shift) * scale
 
-    material = trimesh.visual.material.PBRMaterial(
-        name="face",
-        baseColorTexture=_as_jpeg(texture),
-        metallicFactor=0.0,
-        roughnessFactor=0.8,
-    )
-    head = trimesh.Trimesh(
-        head_verts,
-        faces,
-        visual=trimesh.visual.TextureVisuals(uv=uv, material=material),
-        process=False,
-    )
-    hair_mesh = trimesh.Trimesh(hair_verts, hair.faces, process=False)
+    head = _textured_mesh(head_verts, faces, uv, texture)
     return HeadResult(
         head=head,
-        hair=hair_mesh,
+        hair=trimesh.Trimesh(hair_verts, hair.faces, process=False),
         texture=texture,
         skin_rgb=skin,
         hair_rgb=hair_rgb or skin,
@@ -621,3 +580,54 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
         face_features=features.names(),
         beard_rgb=features.beard_rgb,
     )
+
+
+def _head_uv(verts: np.ndarray, unit: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """Texture coordinates: the front by its frontal x, y; the back half maps radially onto
+    the skin border of the texture, so no triangle between front and back smears the face
+    across the side of the head."""
+    x0, x1, y0, y1 = bounds
+    uv = np.column_stack([(verts[:, 0] - x0) / (x1 - x0), (verts[:, 1] - y0) / (y1 - y0)])
+    back = unit[:, 2] <= 0.0
+    radial = unit[back, :2] / np.maximum(np.linalg.norm(unit[back, :2], axis=1, keepdims=True), 1e-9)
+    uv[back] = 0.5 + 0.49 * radial
+    return np.clip(uv, 0.0, 1.0)
+
+
+def _hair_from_segmentation(segmentation, field, frontal, chin_y, centre_y, centre_z, eye_y):
+    """The hair shell grown from the photo's hair mask, and its style."""
+    forehead_y = float(frontal[FOREHEAD_TOP, 1])
+    coverage, grid_x0, grid_top = frontal_coverage(
+        segmentation.mask, field.image_position, chin_y, centre_y + 1.6 * HEAD_B, forehead_y
+    )
+    shape = hair_shape(coverage, grid_x0, grid_top, chin_y, forehead_y)
+    style = shape.style if segmentation.rgb is not None else "bald"
+    hair_unit, hair_faces = _front_pole_sphere(HAIR_RINGS, HAIR_SEGMENTS, 1.3)
+    hair = hair_volume(
+        shape,
+        hair_unit,
+        hair_faces,
+        np.array([HEAD_A, HEAD_B, HEAD_C]),
+        np.array([0.0, centre_y, centre_z]),
+        chin_y,
+        eye_y + 0.12,  # the ears' top
+    )
+    return hair, style
+
+
+def _nose_relief(nose: np.ndarray, centre_y: float, centre_z: float) -> float:
+    """How far the nose tip stands out of the skull (frontal units)."""
+    nose_rim = 1.0 - (nose[0] / HEAD_A) ** 2 - ((nose[1] - centre_y) / HEAD_B) ** 2
+    skull_at_nose = centre_z + HEAD_C * np.sqrt(max(nose_rim, 0.0))
+    return float(centre_z + RELIEF_GAIN * (nose[2] - centre_z) - skull_at_nose)
+
+
+def _textured_mesh(verts: np.ndarray, faces: np.ndarray, uv: np.ndarray, texture: np.ndarray) -> trimesh.Trimesh:
+    material = trimesh.visual.material.PBRMaterial(
+        name="face",
+        baseColorTexture=_as_jpeg(texture),
+        metallicFactor=0.0,
+        roughnessFactor=0.8,
+    )
+    visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+    return trimesh.Trimesh(verts, faces, visual=visual, process=False)
