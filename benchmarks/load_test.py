@@ -473,7 +473,7 @@ def print_side_by_side(r: dict) -> None:
     n, c = local["requests"], local["concurrency"]
 
     def row(label: str, value: Callable[[dict], str]) -> None:
-        print(f"  {label:<26}{value(local):<30}{value(ray)}")
+        print(f"  {label:<28}{value(local):<30}{value(ray)}")
 
     def lat(run: dict) -> str:
         q = run["latency_ms"]
@@ -483,7 +483,7 @@ def print_side_by_side(r: dict) -> None:
     print(f"Toonforge load test, {n} x {c}: local worker processes vs Ray Serve, on this machine "
           f"({local['cpu_count']} cores, load {r['load_average']['before'][0]:.2f} before)")
     local_head = f"local ({local['workers']} workers)"
-    print(f"  {'':<26}{local_head:<30}ray ({ray['replicas']} replicas, 1 node)")
+    print(f"  {'':<28}{local_head:<30}ray ({ray['replicas']} replicas, 1 node)")
     row("uploads ok / errors", lambda x: f"{x['concurrent']['ok']} / {x['concurrent']['errors']} "
         f"{x['concurrent']['errors_by_kind'] or ''}".strip())
     row(f"throughput c={c}", lambda x: f"{x['concurrent']['throughput_rps']:.2f} req/s")
