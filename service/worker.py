@@ -137,6 +137,11 @@ class WorkerProcess:
 
     def stop(self) -> int | None:
         """Close the pipe (the child exits at EOF); kill it if it does not."""
+        if not self._warm.is_set():
+            # A warming child reads no EOF until it is warm, and closing the pipe under the
+            # thread that awaits it breaks that thread's read: end the child, let it see EOF.
+            self._proc.kill()
+            self._warm.wait(STOP_TIMEOUT_S)
         self._conn.close()
         try:
             return self._proc.wait(STOP_TIMEOUT_S)
