@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -123,11 +124,13 @@ def server_pid(url: str) -> int | None:
 
 
 class RssSampler(threading.Thread):
-    """Samples the server's resident memory (with children) until stopped; keeps the peak."""
+    """Samples the server's resident memory (with its children, and ``others``: Ray's
+    replicas, which are not its children) until stopped; keeps the peak."""
 
-    def __init__(self, pid: int | None) -> None:
+    def __init__(self, pid: int | None, others: Callable[[], list[psutil.Process]] = list) -> None:
         super().__init__(daemon=True)
         self.process = psutil.Process(pid) if pid else None
+        self.others = others
         self.peak = 0
         self.stop = threading.Event()
 
@@ -135,7 +138,7 @@ class RssSampler(threading.Thread):
         if self.process is None:
             return
         try:
-            procs = [self.process, *self.process.children(recursive=True)]
+            procs = [self.process, *self.process.children(recursive=True), *self.others()]
         except psutil.NoSuchProcess:  # the server itself is gone
             self.stop.set()
             return
@@ -182,6 +185,18 @@ def ray_cpu_seconds(pid: int | None, cluster: LocalRayCluster) -> dict[str, floa
                     times = proc.cpu_times()
                     snapshot[_ray_role(proc)] += times.user + times.system
     return snapshot
+
+
+def ray_replicas(cluster: LocalRayCluster) -> list[psutil.Process]:
+    """The pipeline replicas' processes on the cluster's nodes."""
+    found = []
+    for node in cluster.nodes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for proc in psutil.Process(node.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    if _ray_role(proc) == "workers":
+                        found.append(proc)
+    return found
 
 
 def _ray_role(proc: psutil.Process) -> str:
@@ -288,11 +303,18 @@ def summarize(run: Run) -> dict:
     }
 
 
-def measure(url: str, pid: int | None, args: argparse.Namespace, cpu: Callable[[], dict[str, float]]) -> dict:
+def measure(
+    url: str,
+    pid: int | None,
+    args: argparse.Namespace,
+    cpu: Callable[[], dict[str, float]],
+    replicas: Callable[[], list[psutil.Process]] = list,
+) -> dict:
     """Warm-up, the one-client baseline (half before, half after), the concurrent run with
-    /health polled meanwhile; ``cpu`` snapshots CPU seconds by role."""
+    /health polled meanwhile; ``cpu`` snapshots CPU seconds by role, ``replicas`` lists the
+    Ray replicas whose memory counts with the server's."""
     photo = args.photo.read_bytes()
-    rss = RssSampler(pid)
+    rss = RssSampler(pid, replicas)
     rss.start()
     try:
         print(f"warm-up: {args.warmup} uploads", flush=True)
@@ -383,7 +405,9 @@ def measure_ray(args: argparse.Namespace, workdir: Path) -> dict:
         )
         print(f"server {app.url} (pid {app.pid}, log {app.log_path}); waiting for the replicas", flush=True)
         wait_ready(app.url, app.log_path)
-        result = measure(app.url, app.pid, args, lambda: ray_cpu_seconds(app.pid, cluster))
+        result = measure(
+            app.url, app.pid, args, lambda: ray_cpu_seconds(app.pid, cluster), lambda: ray_replicas(cluster)
+        )
     shutil.rmtree(workdir / "ray" / "data", ignore_errors=True)
     return {"mode": "ray", "replicas": args.workers, "cluster": cluster.address, **result}
 
@@ -409,6 +433,8 @@ def _errors(run: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A plain kill would skip the `with` blocks and leave the app and the Ray cluster running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="target a running server (loopback only) instead of starting one")
     parser.add_argument("--ray", action="store_true", help="local processes and Ray mode side by side")
@@ -493,7 +519,7 @@ def print_side_by_side(r: dict) -> None:
     row("overhead p50 c=1", lambda x: f"{x['single_client']['http_overhead_ms_p50']:.1f} ms")
     row(f"overhead p50 c={c} (+queue)", lambda x: f"{x['concurrent']['http_overhead_ms_p50']:.0f} ms")
     row("/health busy p50 / p95", lambda x: f"{x['health_ms']['busy_p50']:.1f} / {x['health_ms']['busy_p95']:.1f} ms")
-    row("peak RSS front end+children", lambda x: f"{x['peak_server_rss_mb']} MB")
+    row("peak RSS server+workers", lambda x: f"{x['peak_server_rss_mb']} MB")
     print(f"  CPU ms per upload at c={c}:")
     roles = ("client", "server", "workers", "ray_gcs", "ray_raylet", "ray_other")
     names = {"server": "front end", "workers": "workers / replicas", "ray_gcs": "Ray GCS",

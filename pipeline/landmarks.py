@@ -6,10 +6,12 @@ The graphs are not thread-safe, so each worker thread keeps its own set.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -57,7 +59,7 @@ class FaceAnalysis:
 
 
 class _Graphs:
-    """One thread's MediaPipe graphs, created on first use."""
+    """One set of MediaPipe graphs; a graph serves one call at a time."""
 
     def __init__(self, max_faces: int) -> None:
         import mediapipe as mp  # heavy import, deferred until a photo arrives
@@ -75,15 +77,25 @@ class _Graphs:
         self.segmenter = solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
 
 
-_local = threading.local()
+# Graphs are lent to one call at a time and kept for the next, whatever thread it runs on:
+# kept per thread instead, every new thread built (and leaked) its own ~70 MB of graphs, and
+# Ray Serve runs each request on whichever pool thread is free.
+_free_graphs: dict[int, "queue.SimpleQueue[_Graphs]"] = {}
+_free_graphs_lock = threading.Lock()
 
 
-def _graphs(config: Config) -> _Graphs:
-    graphs = getattr(_local, "graphs", None)
-    if graphs is None:
+@contextlib.contextmanager
+def _lent_graphs(config: Config) -> Iterator[_Graphs]:
+    with _free_graphs_lock:
+        free = _free_graphs.setdefault(config.max_faces, queue.SimpleQueue())
+    try:
+        graphs = free.get_nowait()
+    except queue.Empty:
         graphs = _Graphs(config.max_faces)
-        _local.graphs = graphs
-    return graphs
+    try:
+        yield graphs
+    finally:
+        free.put(graphs)
 
 
 def head_pose(points_px: np.ndarray) -> tuple[HeadPose, np.ndarray]:
@@ -112,8 +124,12 @@ def _box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float,
 
 def detect_landmarks(image: np.ndarray, config: Config) -> FaceAnalysis:
     """Find the largest face in an RGB uint8 image; raise if there is none or it is too small."""
+    with _lent_graphs(config) as graphs:
+        return _analyse(image, config, graphs)
+
+
+def _analyse(image: np.ndarray, config: Config, graphs: _Graphs) -> FaceAnalysis:
     height, width = image.shape[:2]
-    graphs = _graphs(config)
     timings: dict[str, float] = {}
     rgb = np.ascontiguousarray(image)
 

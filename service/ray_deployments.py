@@ -64,8 +64,14 @@ class PipelineReplica:
 
     def __init__(self, config: Config, diffusion: Any = None) -> None:
         # Late import: service.worker pulls in OpenCV, which only replicas need.
+        import cv2
+
         from service.worker import warm_up
 
+        # OpenCV otherwise starts a thread per core in every replica; on a node full of
+        # replicas they spin against each other (local workers run one thread each, too).
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+        cv2.setNumThreads(max(1, int(cpus)))
         self.config = config
         if diffusion is not None:
             use_stylizer("diffusion", config, RemoteStylizer(config, diffusion))

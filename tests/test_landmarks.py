@@ -60,3 +60,22 @@ def test_tiny_face(astronaut, session_config):
     canvas[:240, :240] = np.asarray(Image.fromarray(astronaut).resize((240, 240)))
     with pytest.raises(errors.FaceTooSmallError):
         detect_landmarks(canvas, session_config)
+
+
+def test_graphs_are_reused_across_short_lived_threads(astronaut, session_config):
+    """Ray Serve runs each request on whichever pool thread is free; graphs kept per thread
+    were rebuilt (and leaked, ~70 MB each) on every new thread."""
+    import threading
+
+    from pipeline import landmarks
+
+    detect_landmarks(astronaut, session_config)
+    free = landmarks._free_graphs[session_config.max_faces]
+    built = free.qsize()  # earlier tests may have run detections side by side
+    faces = []
+    for _ in range(3):
+        thread = threading.Thread(target=lambda: faces.append(detect_landmarks(astronaut, session_config)))
+        thread.start()
+        thread.join()
+    assert len(faces) == 3
+    assert free.qsize() == built  # three calls one after another needed no new graphs
