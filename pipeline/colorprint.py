@@ -451,6 +451,18 @@ def _feature_px(parts: Sequence[FigurinePart], texture: np.ndarray, mm_per_unit:
     return max(1, int(round(MIN_FEATURE_MM / texel_mm)) | 1)  # odd, so the kernel is centred
 
 
+def _face_filaments(parts: Sequence[FigurinePart], anchors: LikenessAnchors, palette_rgb: np.ndarray) -> np.ndarray:
+    """The palette indices the face texture may print in: all but the filaments chosen for
+    the outfit and the stand (unless one is also a face colour), so a blue shirt never
+    speckles the eyes, while extra k-means colours can still shade the face."""
+    body = [p.rgb for p in parts if not p.textured and p.name not in PER_PHOTO_PARTS]
+    taken = set(nearest_colour(np.array(body, np.uint8), palette_rgb).tolist()) if body else set()
+    if len(anchors.face):
+        taken -= set(nearest_colour(anchors.face, palette_rgb).tolist())
+    allowed = np.array([i for i in range(len(palette_rgb)) if i not in taken])
+    return allowed if len(allowed) else np.arange(len(palette_rgb))
+
+
 # ---------------------------------------------------------------- 3. refinement
 
 
@@ -619,10 +631,9 @@ def separate_colours(
             rgb, weight = _colour_samples(surface, parts, texture)
             anchors = likeness_anchors(surface, parts, texture)
             palette_rgb = choose_palette(rgb, weight, colors, anchors.colours)
-            # The face prints in its own colours (skin, features, hair, shadow), never in an
-            # outfit colour that happens to be near a texel; lightness leads the match.
-            face = np.unique(nearest_colour(anchors.face, palette_rgb)) if len(anchors.face) else None
-            labels_image = label_image(texture, palette_rgb, feature_px, face, FACE_TONE_AB_WEIGHT)
+            labels_image = label_image(
+                texture, palette_rgb, feature_px, _face_filaments(parts, anchors, palette_rgb), FACE_TONE_AB_WEIGHT
+            )
         part_label = nearest_colour(part_rgb, palette_rgb)
     with timed(timings, "refine"):
         for _ in range(REFINE_LEVELS if len(palette_rgb) > 1 else 0):

@@ -356,6 +356,12 @@ def test_skin_shadow_comes_after_the_outfit_and_before_a_second_outfit_colour(fu
         np.vstack([anchors.colours, anchors.face]), np.ones(len(anchors.colours) + len(anchors.face)), 5, anchors.colours
     ))
     assert np.min(np.linalg.norm(five - shadow, axis=1)) < 1.0
+    # The face may print in skin, features, hair and shadow, never in the shirt's blue.
+    from pipeline.colorprint import _face_filaments
+
+    four = choose_palette(anchors.colours, np.ones(len(anchors.colours)), 4, anchors.colours)
+    allowed = _face_filaments(fused.parts, anchors, four)
+    assert sorted(allowed.tolist()) == [0, 1, 2] and srgb_to_lab(four)[3, 2] < -20
 
 
 def test_face_texels_match_lightness_first_and_only_face_filaments():
