@@ -17,6 +17,7 @@ import re
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import cv2
@@ -123,6 +124,11 @@ class ColouredSurface:
     faces: np.ndarray  # (F, 3) int64
     corner_uv: np.ndarray  # (F, 3, 2) float32, only meaningful on textured parts
     part: np.ndarray  # (F,) int index into the parts list
+
+    @cached_property
+    def face_areas(self) -> np.ndarray:
+        tri = self.vertices[self.faces]
+        return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
 
 
 def _part_manifold(mesh: trimesh.Trimesh, index: int, uv: np.ndarray | None) -> manifold3d.Manifold:
@@ -376,8 +382,8 @@ def _worst_first(areas: dict[tuple[int, ...], float], chosen: list[tuple[int, ..
 
 
 def _face_areas(surface: ColouredSurface) -> np.ndarray:
-    tri = surface.vertices[surface.faces]
-    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    """Each triangle's area, computed once per surface (the palette step asks twice)."""
+    return surface.face_areas
 
 
 def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
