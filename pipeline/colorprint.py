@@ -4,8 +4,9 @@ colours on every triangle.
 Steps: (1) union the parts with Manifold, carrying each vertex's texture UV and part index as
 extra vertex properties, so every triangle of the solid knows where its colour comes from;
 (2) choose N filament colours in CIELAB: the colours a likeness needs first (skin, the
-face's dark features, hair, outfit), then area-weighted k-means (or take the user's colours);
-(3) quantise the head texture, dropping colour lines thinner than the nozzle, and subdivide
+face's dark features, hair, outfit, the skin's shadow), then area-weighted k-means (or take
+the user's colours); (3) quantise the head texture to the face's own filaments, lightness
+first, dropping colour lines thinner than the nozzle, and subdivide
 the triangles that straddle a colour edge, keeping the mesh watertight; (4) merge colour
 islands too small to print into their neighbour.
 """
@@ -16,6 +17,7 @@ import re
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import cv2
@@ -36,6 +38,12 @@ MIN_ISLAND_MM = 0.5  # smaller colour islands only cause pointless tool changes
 MIN_FEATURE_MM = 0.4  # one nozzle width: thinner colour lines do not print
 DARK_L = 30.0  # CIELAB lightness below which a texel is an eye, brow or ink line
 MIN_DELTA_E = 12.0  # anchors closer than this would print as one colour anyway
+SHADOW_DELTA_L = 10.0  # face texels this much darker than the skin (and not dark) are its shadow
+# The face texture is matched to its filaments by a CIELAB distance with a and b at this
+# weight: lightness leads, so shading keeps its place (a cheek's shadow prints in the darker
+# filament, not in whichever is nearest in hue). Measured on the 10 likeness people at 4
+# colours: median dlib distance 0.637 at 1.0, 0.621 at 0.5, 0.623 at 0.3.
+FACE_TONE_AB_WEIGHT = 0.5
 KMEANS_ITERATIONS = 12
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
@@ -116,6 +124,11 @@ class ColouredSurface:
     faces: np.ndarray  # (F, 3) int64
     corner_uv: np.ndarray  # (F, 3, 2) float32, only meaningful on textured parts
     part: np.ndarray  # (F,) int index into the parts list
+
+    @cached_property
+    def face_areas(self) -> np.ndarray:
+        tri = self.vertices[self.faces]
+        return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
 
 
 def _part_manifold(mesh: trimesh.Trimesh, index: int, uv: np.ndarray | None) -> manifold3d.Manifold:
@@ -278,6 +291,14 @@ def _colour_samples(surface: ColouredSurface, parts: Sequence[FigurinePart], tex
     return _binned_colours(np.concatenate(colours), np.concatenate(weights))
 
 
+@dataclass
+class LikenessAnchors:
+    """The colours a likeness needs, most important first, and those the face may print in."""
+
+    colours: np.ndarray  # (n, 3) uint8 sRGB, in palette priority order
+    face: np.ndarray  # (m, 3) uint8 sRGB: skin, dark features, hair and the skin's shadow
+
+
 def choose_palette(rgb: np.ndarray, weight: np.ndarray, count: int, anchors_rgb: np.ndarray) -> np.ndarray:
     """``count`` filament colours (uint8 sRGB) for surface colours ``rgb`` covering ``weight``.
 
@@ -295,16 +316,30 @@ def choose_palette(rgb: np.ndarray, weight: np.ndarray, count: int, anchors_rgb:
     return lab_to_srgb(centres)
 
 
-def likeness_anchors(surface: ColouredSurface, parts: Sequence[FigurinePart], texture: np.ndarray) -> np.ndarray:
+def likeness_anchors(surface: ColouredSurface, parts: Sequence[FigurinePart], texture: np.ndarray) -> LikenessAnchors:
     """The colours a likeness needs, most important first: skin (the textured head's base
     colour), the face's dark features (mean of its near-black texels: eyes, brows, ink
-    lines), hair, then the outfit's colours, then the stand's (see :func:`_worst_first`)."""
+    lines), hair, the outfit's main colour, the skin's shadow tone, then the outfit's other
+    colours and the stand's (see :func:`_worst_first`).
+
+    The shadow comes before a second outfit colour: a face in three tones (skin, shadow,
+    features) is recognisable where skin and dark specks are not (at 4 colours, median dlib
+    distance 0.649 -> 0.637 on the likeness set, 5 of the 10 gaining a shadow slot), and
+    trousers printed in the shirt's colour cost the likeness nothing. It comes after the
+    outfit's main colour so that skin, eyes, hair and outfit each keep a filament at N = 4."""
     likeness = [tuple(p.rgb) for p in parts if p.textured]
     texels = texture[::2, ::2].reshape(-1, 3)
-    dark = srgb_to_lab(texels)[:, 0] < DARK_L
+    lightness = srgb_to_lab(texels)[:, 0]
+    dark = lightness < DARK_L
     if dark.any():
         likeness.append(tuple(int(c) for c in np.rint(texels[dark].mean(axis=0))))
     likeness += [tuple(p.rgb) for p in parts if p.name in PER_PHOTO_PARTS]
+    face = list(likeness)
+    if likeness:
+        skin_lightness = float(srgb_to_lab(np.array(likeness[:1], np.uint8))[0, 0])
+        shade = (lightness >= DARK_L) & (lightness < skin_lightness - SHADOW_DELTA_L)
+        if shade.any():
+            face.append(tuple(int(c) for c in np.rint(texels[shade].mean(axis=0))))
     area = np.bincount(surface.part, _face_areas(surface), minlength=len(parts))
     outfit: dict[tuple[int, ...], float] = {}
     stand: dict[tuple[int, ...], float] = {}
@@ -315,7 +350,10 @@ def likeness_anchors(surface: ColouredSurface, parts: Sequence[FigurinePart], te
         group[tuple(part.rgb)] = group.get(tuple(part.rgb), 0.0) + float(area[index])
     ordered_outfit = _worst_first(outfit, likeness)
     ordered_stand = _worst_first({c: a for c, a in stand.items() if c not in outfit}, likeness + ordered_outfit)
-    return np.array(likeness + ordered_outfit + ordered_stand, np.uint8).reshape(-1, 3)
+    ordered = likeness + ordered_outfit[:1] + face[len(likeness):] + ordered_outfit[1:] + ordered_stand
+    return LikenessAnchors(
+        colours=np.array(ordered, np.uint8).reshape(-1, 3), face=np.array(face, np.uint8).reshape(-1, 3)
+    )
 
 
 def _worst_first(areas: dict[tuple[int, ...], float], chosen: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
@@ -344,8 +382,8 @@ def _worst_first(areas: dict[tuple[int, ...], float], chosen: list[tuple[int, ..
 
 
 def _face_areas(surface: ColouredSurface) -> np.ndarray:
-    tri = surface.vertices[surface.faces]
-    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    """Each triangle's area, computed once per surface (the palette step asks twice)."""
+    return surface.face_areas
 
 
 def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
@@ -360,19 +398,31 @@ def nearest_colour(rgb: np.ndarray, palette_rgb: np.ndarray) -> np.ndarray:
     return np.argmin(_squared_distances(lab, pal), axis=1).reshape(np.shape(rgb)[:-1])
 
 
-def nearest_colour_lut(palette_rgb: np.ndarray, bits: int = 5) -> np.ndarray:
+def nearest_colour_lut(palette_rgb: np.ndarray, bits: int = 5, ab_weight: float = 1.0) -> np.ndarray:
     """Palette index nearest in CIELAB for every sRGB colour, binned to ``bits`` per channel:
-    one small table, then any image quantises by lookup."""
+    one small table, then any image quantises by lookup. ``ab_weight`` < 1 lets lightness
+    lead over hue."""
     levels = 1 << bits
     centres = ((np.arange(levels) + 0.5) * (256 / levels)).astype(np.uint8)
     grid = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
-    return nearest_colour(grid, palette_rgb).astype(np.uint8).reshape(levels, levels, levels)
+    scale = np.array([1.0, ab_weight, ab_weight], np.float32)
+    lab = srgb_to_lab(grid).reshape(-1, 3) * scale
+    pal = srgb_to_lab(palette_rgb).reshape(-1, 3) * scale
+    return np.argmin(_squared_distances(lab, pal), axis=1).astype(np.uint8).reshape(levels, levels, levels)
 
 
-def label_image(texture: np.ndarray, palette_rgb: np.ndarray, min_feature_px: int = 1) -> np.ndarray:
+def label_image(
+    texture: np.ndarray,
+    palette_rgb: np.ndarray,
+    min_feature_px: int = 1,
+    allowed: np.ndarray | None = None,
+    ab_weight: float = 1.0,
+) -> np.ndarray:
     """The texture quantised to palette indices, without features narrower than
-    ``min_feature_px`` texels (see :func:`drop_thin_features`)."""
-    lut = nearest_colour_lut(palette_rgb)
+    ``min_feature_px`` texels (see :func:`drop_thin_features`). ``allowed``: the palette
+    indices the texture may use (default all); ``ab_weight``: see :func:`nearest_colour_lut`."""
+    allowed = np.arange(len(palette_rgb)) if allowed is None else np.asarray(allowed)
+    lut = allowed.astype(np.uint8)[nearest_colour_lut(palette_rgb[allowed], ab_weight=ab_weight)]
     shift = 8 - 5
     labels = lut[texture[..., 0] >> shift, texture[..., 1] >> shift, texture[..., 2] >> shift]
     return drop_thin_features(labels, min_feature_px) if min_feature_px > 1 else labels
@@ -405,6 +455,18 @@ def _feature_px(parts: Sequence[FigurinePart], texture: np.ndarray, mm_per_unit:
         return 1
     texel_mm = widths[0] * mm_per_unit / texture.shape[1]
     return max(1, int(round(MIN_FEATURE_MM / texel_mm)) | 1)  # odd, so the kernel is centred
+
+
+def _face_filaments(parts: Sequence[FigurinePart], anchors: LikenessAnchors, palette_rgb: np.ndarray) -> np.ndarray:
+    """The palette indices the face texture may print in: all but the filaments chosen for
+    the outfit and the stand (unless one is also a face colour), so a blue shirt never
+    speckles the eyes, while extra k-means colours can still shade the face."""
+    body = [p.rgb for p in parts if not p.textured and p.name not in PER_PHOTO_PARTS]
+    taken = set(nearest_colour(np.array(body, np.uint8), palette_rgb).tolist()) if body else set()
+    if len(anchors.face):
+        taken -= set(nearest_colour(anchors.face, palette_rgb).tolist())
+    allowed = np.array([i for i in range(len(palette_rgb)) if i not in taken])
+    return allowed if len(allowed) else np.arange(len(palette_rgb))
 
 
 # ---------------------------------------------------------------- 3. refinement
@@ -566,12 +628,18 @@ def separate_colours(
     textured_part = np.array([p.textured for p in parts])
     part_rgb = np.array([p.rgb for p in parts], np.uint8)
     with timed(timings, "palette"):
+        feature_px = _feature_px(parts, texture, mm_per_unit)
         if palette:
+            # The user's filaments: each texel in the nearest of them, as promised.
             palette_rgb = np.array([hex_to_rgb(c) for c in palette], np.uint8)
+            labels_image = label_image(texture, palette_rgb, feature_px)
         else:
             rgb, weight = _colour_samples(surface, parts, texture)
-            palette_rgb = choose_palette(rgb, weight, colors, likeness_anchors(surface, parts, texture))
-        labels_image = label_image(texture, palette_rgb, _feature_px(parts, texture, mm_per_unit))
+            anchors = likeness_anchors(surface, parts, texture)
+            palette_rgb = choose_palette(rgb, weight, colors, anchors.colours)
+            labels_image = label_image(
+                texture, palette_rgb, feature_px, _face_filaments(parts, anchors, palette_rgb), FACE_TONE_AB_WEIGHT
+            )
         part_label = nearest_colour(part_rgb, palette_rgb)
     with timed(timings, "refine"):
         for _ in range(REFINE_LEVELS if len(palette_rgb) > 1 else 0):

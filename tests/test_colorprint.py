@@ -335,3 +335,47 @@ def test_a_precomputed_union_gives_the_same_print(fusion):
     assert "union" not in given.timings_ms and "union" in own.timings_ms
     assert np.array_equal(given.labels, own.labels)
     np.testing.assert_array_equal(given.mesh.faces, own.mesh.faces)
+
+
+def test_skin_shadow_comes_after_the_outfit_and_before_a_second_outfit_colour(fusion):
+    """Skin, eyes, hair and the shirt first (each keeps a filament at 4 colours); then the
+    skin's shadow, ahead of the trousers: a face in three tones reads as a face."""
+    from pipeline.colorprint import coloured_union, likeness_anchors
+
+    fused, _ = fusion
+    texture = np.ascontiguousarray(fused.head.texture[::2, ::2])
+    anchors = likeness_anchors(coloured_union(fused.parts), fused.parts, texture)
+    lab = srgb_to_lab(anchors.colours)
+    face = srgb_to_lab(anchors.face)
+    skin, dark, shadow = face[0], face[1], face[-1]
+    assert len(anchors.face) == 4  # skin, dark features, hair, shadow
+    assert dark[0] < 30 < shadow[0] < skin[0] - 10
+    assert lab[3, 2] < -20  # the blue shirt keeps the fourth slot
+    np.testing.assert_allclose(lab[4], shadow, atol=0.5)  # the shadow the fifth
+    five = srgb_to_lab(choose_palette(
+        np.vstack([anchors.colours, anchors.face]), np.ones(len(anchors.colours) + len(anchors.face)), 5, anchors.colours
+    ))
+    assert np.min(np.linalg.norm(five - shadow, axis=1)) < 1.0
+    # The face may print in skin, features, hair and shadow, never in the shirt's blue.
+    from pipeline.colorprint import _face_filaments
+
+    four = choose_palette(anchors.colours, np.ones(len(anchors.colours)), 4, anchors.colours)
+    allowed = _face_filaments(fused.parts, anchors, four)
+    assert sorted(allowed.tolist()) == [0, 1, 2] and srgb_to_lab(four)[3, 2] < -20
+
+
+def test_face_texels_match_lightness_first_and_only_face_filaments():
+    """A greyish cheek shadow (L 50) prints in the mid-tone hair filament (L 52), not in the
+    skin filament nearer in CIELAB (L 78): matched plainly, the face's shading flattens into
+    skin. An outfit filament never appears on the face."""
+    from pipeline.colorprint import label_image
+
+    skin, dark, hair, shirt = [225, 185, 156], [59, 39, 30], [188, 101, 35], [74, 110, 199]
+    palette = np.array([skin, dark, hair, shirt], np.uint8)
+    face = np.array([0, 1, 2])
+    shadow = np.array([[[141, 113, 94]]], np.uint8)
+    assert label_image(shadow, palette)[0, 0] == 0  # plain nearest colour: skin
+    assert label_image(shadow, palette, allowed=face, ab_weight=0.5)[0, 0] == 2
+    blueish = np.array([[[80, 105, 170]]], np.uint8)
+    assert label_image(blueish, palette)[0, 0] == 3
+    assert label_image(blueish, palette, allowed=face, ab_weight=0.5)[0, 0] in face
