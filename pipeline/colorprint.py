@@ -44,6 +44,7 @@ SHADOW_DELTA_L = 10.0  # face texels this much darker than the skin (and not dar
 # filament, not in whichever is nearest in hue). Measured on the 10 likeness people at 4
 # colours: median dlib distance 0.637 at 1.0, 0.621 at 0.5, 0.623 at 0.3.
 FACE_TONE_AB_WEIGHT = 0.5
+SKIN_LIKE_DELTA_E = 25.0  # a filament this near the skin reads as skin on a printed outfit
 KMEANS_ITERATIONS = 12
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
@@ -469,6 +470,28 @@ def _face_filaments(parts: Sequence[FigurinePart], anchors: LikenessAnchors, pal
     return allowed if len(allowed) else np.arange(len(palette_rgb))
 
 
+def _part_filaments(part_rgb: np.ndarray, palette_rgb: np.ndarray, skin_rgb: np.ndarray) -> np.ndarray:
+    """Each plain part's filament: the nearest one, except that a part whose own colour is
+    not skin never prints in a skin-like filament. At 4 colours a superhero's red cape,
+    emblem and boots were nearest the skin and printed as bare skin; now they take the
+    nearest of the other filaments (the dark one, say), as a painter short of red would."""
+    labels = nearest_colour(part_rgb, palette_rgb)
+    if not len(skin_rgb):
+        return labels
+    pal = srgb_to_lab(palette_rgb).reshape(-1, 3)
+    skin = srgb_to_lab(np.asarray(skin_rgb, np.uint8).reshape(1, 3)).reshape(3)
+    skin_like = np.sqrt(((pal - skin) ** 2).sum(axis=1)) < SKIN_LIKE_DELTA_E
+    others = np.flatnonzero(~skin_like)
+    if not skin_like.any() or not len(others):
+        return labels
+    lab = srgb_to_lab(part_rgb).reshape(-1, 3)
+    not_skin = np.sqrt(((lab - skin) ** 2).sum(axis=1)) >= SKIN_LIKE_DELTA_E
+    wrong = not_skin & skin_like[labels]
+    if wrong.any():
+        labels[wrong] = others[np.argmin(_squared_distances(lab[wrong], pal[others]), axis=1)]
+    return labels
+
+
 # ---------------------------------------------------------------- 3. refinement
 
 
@@ -633,6 +656,7 @@ def separate_colours(
             # The user's filaments: each texel in the nearest of them, as promised.
             palette_rgb = np.array([hex_to_rgb(c) for c in palette], np.uint8)
             labels_image = label_image(texture, palette_rgb, feature_px)
+            part_label = nearest_colour(part_rgb, palette_rgb)
         else:
             rgb, weight = _colour_samples(surface, parts, texture)
             anchors = likeness_anchors(surface, parts, texture)
@@ -640,7 +664,7 @@ def separate_colours(
             labels_image = label_image(
                 texture, palette_rgb, feature_px, _face_filaments(parts, anchors, palette_rgb), FACE_TONE_AB_WEIGHT
             )
-        part_label = nearest_colour(part_rgb, palette_rgb)
+            part_label = _part_filaments(part_rgb, palette_rgb, part_rgb[textured_part][:1])
     with timed(timings, "refine"):
         for _ in range(REFINE_LEVELS if len(palette_rgb) > 1 else 0):
             textured = textured_part[surface.part]

@@ -379,3 +379,42 @@ def test_face_texels_match_lightness_first_and_only_face_filaments():
     blueish = np.array([[[80, 105, 170]]], np.uint8)
     assert label_image(blueish, palette)[0, 0] == 3
     assert label_image(blueish, palette, allowed=face, ab_weight=0.5)[0, 0] in face
+
+
+def test_outfit_parts_never_print_in_a_skin_like_filament():
+    """At 4 colours a superhero's red cape was nearest the skin filament and printed as bare
+    skin; a part that is not skin-coloured takes the nearest other filament instead, while
+    the skin-coloured neck and hands still print in skin."""
+    from pipeline.colorprint import _part_filaments
+
+    skin, dark, grey_hair, blue = [208, 143, 105], [45, 31, 34], [109, 100, 94], [31, 79, 191]
+    palette = np.array([skin, dark, grey_hair, blue], np.uint8)
+    cape, emblem, neck, suit = [200, 40, 40], [245, 200, 40], [205, 140, 100], [30, 80, 190]
+    parts = np.array([cape, emblem, neck, suit], np.uint8)
+    from pipeline.colorprint import nearest_colour
+
+    assert nearest_colour(parts, palette)[0] == 0  # plainly nearest: the cape in skin
+    labels = _part_filaments(parts, palette, np.array([skin], np.uint8))
+    assert labels[0] in (1, 2) and labels[1] in (1, 2)
+    assert labels[2] == 0 and labels[3] == 3
+
+
+def test_superhero_cape_is_not_printed_in_skin(session_config):
+    """On a real superhero figurine at 4 colours (skin, eyes, grey hair, suit: Obama's
+    portrait), the red cape, emblem and boots map to a filament other than the skin's."""
+    from pipeline.colorprint import _part_filaments, nearest_colour
+
+    photo = validate_image(ROOT / "assets" / "people" / "obama.jpg", session_config).image
+    face = detect_landmarks(photo, session_config)
+    styled = get_stylizer("cpu", session_config).stylize(photo, face, "toon", 0, None)
+    fused = fuse_template(face, styled.image, photo, "superhero")
+    colour = separate_colours(fused.parts, fused.head.texture, 4)
+    part_rgb = np.array([p.rgb for p in fused.parts], np.uint8)
+    skin = np.array([fused.head.skin_rgb], np.uint8)
+    red = srgb_to_lab(part_rgb)[:, 1] > 40
+    assert red.any(), [p.name for p in fused.parts]
+    skin_filament = nearest_colour(skin, colour.palette_rgb)[0]
+    assert np.any(nearest_colour(part_rgb[red], colour.palette_rgb) == skin_filament)  # as it was
+    labels = _part_filaments(part_rgb, colour.palette_rgb, skin)
+    assert not np.any(labels[red] == skin_filament)
+    assert np.all(labels[~red & (np.linalg.norm(srgb_to_lab(part_rgb) - srgb_to_lab(skin), axis=1) < 10)] == skin_filament)
