@@ -23,6 +23,7 @@ import dataclasses
 import io
 import ipaddress
 import logging
+import queue
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ from PIL import Image
 from pipeline.config import Config
 from pipeline.errors import BackendUnavailableError
 from pipeline.runner import FigurineResult, Options
-from pipeline.stylize import backend_availability
+from pipeline.stylize import ProgressFn, backend_availability
 from pipeline.validate import ImageInput
 from service.config import RAY_ADDRESS_AUTO, RayConfig
 from service.errors import RayUnavailableError
@@ -148,14 +149,16 @@ class RayBackend:
             raise ClusterUnavailableError("The processing cluster is starting up. Try again in a few seconds.")
 
     # -- jobs -----------------------------------------------------------------------------------
-    def run(self, image: ImageInput, options: Options, out_dir: Path) -> FigurineResult:
+    def run(
+        self, image: ImageInput, options: Options, out_dir: Path, progress: ProgressFn | None = None
+    ) -> FigurineResult:
         """One photo on a pipeline replica; its files land in ``out_dir`` (our result store)."""
         self.check_available()
         payload = image_bytes(image)
         outcome = None
         for attempt in (1, 2):
             try:
-                outcome = self._call(payload, options)
+                outcome = self._call(payload, options, progress)
                 break
             except ReplicaDiedError:
                 if attempt == 2:
@@ -169,21 +172,32 @@ class RayBackend:
             raise outcome.error
         return _store(outcome, out_dir)
 
-    def _call(self, payload: bytes, options: Options) -> Any:
-        """One call, polled so that a lost cluster or the deadline ends the wait."""
+    def _call(self, payload: bytes, options: Options, progress: ProgressFn | None) -> Any:
+        """One call, its answer streamed (progress, then the outcome) and polled, so that a lost
+        cluster or the deadline ends the wait."""
         ray = self._ray
         assert ray is not None and self._handle is not None
-        response = self._handle.run.remote(payload, options)
+        stream = self._handle.options(stream=True).run.remote(payload, options)
+        events: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
+        # The stream has no timeout of its own: a reader thread hands its items over.
+        threading.Thread(target=_read_stream, args=(stream, events), name="ray-stream", daemon=True).start()
         deadline = time.monotonic() + self.ray_config.job_timeout_s
         answered = False
         try:
             while True:
                 try:
-                    outcome = response.result(timeout_s=RESULT_POLL_S)
+                    kind, *rest = events.get(timeout=RESULT_POLL_S)
+                except queue.Empty:
+                    kind = None
+                if kind == "done":
                     answered = True
-                    return outcome
-                except TimeoutError:
-                    pass
+                    return rest[0]
+                if kind == "raised":
+                    raise rest[0]
+                if kind == "progress" and progress is not None:
+                    progress(*rest)
+                if kind == "ended":
+                    raise ReplicaFailedError("the replica's answer ended without a result")
                 if not self._reachable:
                     raise ClusterUnavailableError(
                         "The processing cluster was lost during your job. Try again in a few seconds."
@@ -196,7 +210,7 @@ class RayBackend:
             raise ReplicaFailedError(f"replica raised {exc}") from exc
         finally:
             if not answered:  # stop work nobody waits for any more
-                response.cancel()
+                stream.cancel()
 
     # -- the cluster ------------------------------------------------------------------------------
     def _watch(self) -> None:
@@ -281,6 +295,17 @@ class RayBackend:
             self.connect()
         except RayUnavailableError as exc:
             log.error("%s", exc)
+
+
+def _read_stream(stream: Any, events: "queue.SimpleQueue[tuple]") -> None:
+    """Hand a replica's streamed items to the waiting job, then how the stream ended."""
+    try:
+        for item in stream:
+            events.put(item)
+    except Exception as exc:  # handed to the job thread, which raises or retries it
+        events.put(("raised", exc))
+    else:
+        events.put(("ended",))
 
 
 def _store(outcome: Any, out_dir: Path) -> FigurineResult:

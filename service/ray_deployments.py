@@ -4,8 +4,9 @@ Imported only in Ray mode (by the front end, to deploy) and on the replicas them
 import it by name: every node needs the Toonforge code and packages (one container image).
 
 - ``pipeline``: the whole pipeline for one photo in one warm CPU replica, no extra hops. It
-  runs in a scratch folder on its own node and answers the files' bytes, never a path: the
-  front end writes them into its result store, so no disk is shared.
+  runs in a scratch folder on its own node and streams its answer: the stages as they go
+  (the UI's progress bar), then the files' bytes, never a path: the front end writes them into
+  its result store, so no disk is shared.
 - ``diffusion``: the SDXL stylizer alone, with a GPU share per replica; the pipeline replicas
   send it the photo and the face analysis and get the cartoon image back.
 """
@@ -15,10 +16,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import queue
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import ray
@@ -39,6 +42,7 @@ PIPELINE_DEPLOYMENT = "pipeline"
 DIFFUSION_DEPLOYMENT = "diffusion"
 # Serve checks each replica this often; a dead replica is noticed and replaced within about it.
 HEALTH_CHECK_PERIOD_S = 2.0
+JOB_THREADS = 4  # more jobs than this at once in one replica wait their turn
 # Replicas render off-screen; the nodes' own environment may not say so.
 REPLICA_ENV = {"PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", "egl")}
 
@@ -72,6 +76,9 @@ class PipelineReplica:
         # replicas they spin against each other (local workers run one thread each, too).
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
         cv2.setNumThreads(max(1, int(cpus)))
+        # The pipeline runs here while run() streams its progress from Serve's own thread;
+        # a fixed pool, so that threads (and their allocator arenas) are not made per job.
+        self._jobs = ThreadPoolExecutor(max_workers=JOB_THREADS, thread_name_prefix="toonforge-job")
         self.config = config
         if diffusion is not None:
             use_stylizer("diffusion", config, RemoteStylizer(config, diffusion))
@@ -85,13 +92,23 @@ class PipelineReplica:
         self.replica = serve.get_replica_context().replica_id.unique_id
         log.info("pipeline replica %s warm on node %s (pid %d)", self.replica, self.node_id, os.getpid())
 
-    def run(self, image: bytes, options: Options) -> RemoteOutcome:
-        """Run one photo; a user's error comes back as a value, anything else raises."""
+    def run(self, image: bytes, options: Options) -> Iterator[tuple]:
+        """Stream one photo: ``("progress", fraction, stage)`` as the stages go (the UI's
+        progress bar, as in local mode), then ``("done", outcome)``. A user's error comes
+        back in the outcome; anything else raises."""
+        events: "queue.SimpleQueue[tuple | None]" = queue.SimpleQueue()
+        job = self._jobs.submit(self._run, image, options, lambda f, stage: events.put(("progress", f, stage)))
+        job.add_done_callback(lambda _: events.put(None))
+        while (event := events.get()) is not None:
+            yield event
+        yield ("done", job.result())
+
+    def _run(self, image: bytes, options: Options, progress: ProgressFn) -> RemoteOutcome:
         outcome = RemoteOutcome(self.node_id, self.replica, os.getpid())
         with tempfile.TemporaryDirectory(prefix="toonforge-job-") as scratch:
             out_dir = Path(scratch) / "result"
             try:
-                outcome.result = run(image, options, out_dir=out_dir, config=self.config)
+                outcome.result = run(image, options, out_dir=out_dir, config=self.config, progress=progress)
             except ToonforgeError as exc:
                 outcome.error = exc
             else:

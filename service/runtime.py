@@ -146,7 +146,7 @@ class Runtime:
         backend = options.backend or self.config.default_backend
         try:
             if self.cluster is not None:
-                result = self.cluster.run(image, options, out_dir)
+                result = self.cluster.run(image, options, out_dir, progress)
             elif self.processes is not None and backend not in IN_PROCESS_BACKENDS:
                 # A lone job may use every core; with company, one each beats sharing.
                 alone = self.jobs.running <= 1

@@ -147,7 +147,13 @@ def test_the_ui_api_runs_on_the_cluster_too(ray_app: RayApp, http: httpx.Client,
 
     jobs_before = len(job_lines(ray_app))
     client = Client(ray_app.app.url, verbose=False, download_files=str(tmp_path))
-    outputs = client.predict(handle_file(str(PHOTO)), "default", "toon", "cpu", 0, 100, api_name="/generate")
+    job = client.submit(handle_file(str(PHOTO)), "default", "toon", "cpu", 0, 100, api_name="/generate")
+    stages = set()
+    while not job.done():  # the replica streams its stages to the UI's progress bar
+        stages.update(unit.desc for unit in job.status().progress_data or [] if unit.desc)
+        time.sleep(0.01)
+    outputs = job.result()
+    assert stages & {"landmarks", "stylize", "fusion", "export"}, stages
     # The first eight outputs, by position; newer ones (the colour print) come after them.
     _stylized, model, _preview, downloads, _table, _chart, quality, report = outputs[:8]
     assert Path(model).read_bytes()[:4] == b"glTF" and quality.startswith("### Quality")
