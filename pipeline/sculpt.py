@@ -251,12 +251,24 @@ def face_carving(
     reference = max(20.0, float(np.median(source[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4])))
     depth += mm(SHADE_MM) * np.clip(-local / (SHADE_CONTRAST * reference), -1.0, 1.0)
     # A carved hollow shades only at its rims; a dark area that faces down is in shade all over.
-    wide = source - cv2.GaussianBlur(source, (0, 0), mm(SLOPE_SCALE_MM) * px_per_unit)
+    wide = source - _broad_blur(source, mm(SLOPE_SCALE_MM) * px_per_unit)
     darkness = np.clip(-wide / (SHADE_CONTRAST * reference), -1.0, 1.0)
     depth += shading_relief(darkness, SHADE_SLOPE / px_per_unit, mm(SLOPE_KEEP_MM) * px_per_unit)
     u = ((xy[:, 0] - x0) / (x1 - x0) * (w - 1)).astype(np.float32)
     v = ((y1 - xy[:, 1]) / (y1 - y0) * (h - 1)).astype(np.float32)
     return cv2.remap(depth, u[None], v[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[0]
+
+
+def _broad_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur for a wide ``sigma`` (pixels), done on a smaller copy: as smooth, and a
+    fraction of the time of a kernel hundreds of pixels across."""
+    import cv2
+
+    factor = max(1, int(sigma // 6))
+    h, w = image.shape
+    small = cv2.resize(image, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma / factor)
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def shading_relief(darkness: np.ndarray, slope: float, keep_px: float) -> np.ndarray:
@@ -269,7 +281,7 @@ def shading_relief(darkness: np.ndarray, slope: float, keep_px: float) -> np.nda
     light from above. The wanted gradient, ``slope`` (height per pixel) times the darkness along
     SHADE_TILT, is integrated by solving Poisson's equation (cosine transform, free borders);
     the broad drift, wider than ``keep_px`` pixels, is removed so the face keeps its own form,
-    and the result is lifted onto its local floor, so it mostly adds material. About 2 ms on
+    and the result is lifted onto its local floor, so it mostly adds material. About 1 ms on
     the 256 px face texture."""
     import cv2
     from scipy.fft import dctn, idctn
@@ -297,12 +309,12 @@ def shading_relief(darkness: np.ndarray, slope: float, keep_px: float) -> np.nda
     transformed /= denominator
     transformed[0, 0] = 0.0
     height = idctn(transformed, type=2, norm="ortho").astype(np.float32)
-    height -= cv2.GaussianBlur(height, (0, 0), keep_px)
+    height -= _broad_blur(height, keep_px)
     # Lifted onto its own (broadly smoothed) local floor: the tilt is made mostly by adding
     # material, so brows, lids, cheekbones and lips keep standing out of the face.
     size = int(2 * round(keep_px / 2) + 1)
     floor = cv2.erode(height, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
-    height -= np.minimum(cv2.GaussianBlur(floor, (0, 0), keep_px), 0.0)
+    height -= np.minimum(_broad_blur(floor, keep_px), 0.0)
     return -cv2.resize(height, (full_shape[1], full_shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
