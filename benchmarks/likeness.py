@@ -331,7 +331,7 @@ def _render_glb(thread: _RenderThread, glb_path: Path, box: HeadBox, size: int) 
 # the viewer's right, fill low from the left, rim behind), one fixed light for every person.
 # Either side is a light a photographer would use; measured on the 10 test people with the
 # sculpt's slope shading (pipeline/sculpt.py shading_relief), the key on the right gave a
-# median distance of 0.658, on the left 0.688, both 3 of 10 nearest their own photo (a more
+# median distance of 0.659, on the left 0.688, both 3 of 10 nearest their own photo (a more
 # frontal, central or higher key measured 0.67-0.69; pyrender's shadow maps streak the eyes,
 # so no shadows).
 CLAY_LIGHTS = (

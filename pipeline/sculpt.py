@@ -198,7 +198,7 @@ SHADE_CONTRAST = 0.3  # local contrast (share of the face's brightness) carved a
 # Shading by slope (see shading_relief): what is darker than its surroundings over
 # SLOPE_SCALE_MM faces down, tilted by up to SHADE_SLOPE (rise per run: 0.5 is ~27 degrees) at
 # full darkness. Measured with dlib on the 10 test people (grey print under the likeness
-# benchmark's light): median distance 0.689 with the depth carving alone, 0.658 with both
+# benchmark's light): median distance 0.689 with the depth carving alone, 0.659 with both
 # (0.695 and 0.688 with the key light on the other side); the slope alone, without the depth
 # carving, was worse than either (0.75). Brow, cheekbones and lips keep >= 0.8 mm of relief
 # (tests/test_head.py) because the slope relief is lifted onto its floor (shading_relief).
