@@ -22,6 +22,10 @@ HALF_FACE_MM = 12.3
 
 # How much the face's own relief is amplified around a smooth base surface.
 CARICATURE_GAIN = 0.7
+BROW_MM = 1.3  # brow ridge over each eye
+SOCKET_MM = 1.3  # eye socket between brow and cheek
+CHEEKBONE_MM = 1.0
+LIPS_MM = 1.1
 
 
 def mm(value_mm: float) -> float:
@@ -145,8 +149,8 @@ def feature_relief(xy: np.ndarray, frontal: np.ndarray, eyes: EyeStyle = SCULPTE
         centre = (upper.mean(axis=0) + lower.mean(axis=0)) / 2
         opening = np.vstack([upper, lower[::-1][1:-1]])
         # Brow ridge over the eye, and the socket between brow and cheek.
-        relief += _tube(xy, brow_line, mm(1.3), 0.55 * eye_width, taper=True)
-        relief += _blob(xy, centre + [0.0, 0.3 * eye_width], -mm(1.3), (0.75 * eye_width, 0.32 * eye_width))
+        relief += _tube(xy, brow_line, mm(BROW_MM), 0.55 * eye_width, taper=True)
+        relief += _blob(xy, centre + [0.0, 0.3 * eye_width], -mm(SOCKET_MM), (0.75 * eye_width, 0.32 * eye_width))
         if eyes is SCULPTED:
             # An eyeball domed inside the opening, with a thick upper lid over it: the lid's
             # lower edge casts the dark line that reads as an eye in grey.
@@ -171,10 +175,10 @@ def feature_relief(xy: np.ndarray, frontal: np.ndarray, eyes: EyeStyle = SCULPTE
             relief += _tube(xy, brow_line, -mm(0.45), 0.16 * eye_width, taper=True)
     # Cheekbones.
     for idx in CHEEKBONES:
-        relief += _blob(xy, p[idx] + [0.0, 0.05], mm(1.0), (0.28, 0.18))
+        relief += _blob(xy, p[idx] + [0.0, 0.05], mm(CHEEKBONE_MM), (0.28, 0.18))
     # Lips stand out; the mouth line between them is carved.
     lips = np.vstack([p[UPPER_LIP_OUTER], p[LOWER_LIP_OUTER][::-1][1:-1]])
-    relief += _soft_inside(xy, lips, 0.06) * mm(1.1)
+    relief += _soft_inside(xy, lips, 0.06) * mm(LIPS_MM)
     mouth = (p[UPPER_LIP_INNER] + p[LOWER_LIP_INNER]) / 2
     open_gap = float(np.linalg.norm(p[13] - p[14]))
     relief += _tube(xy, mouth, -mm(0.6), max(0.06, 1.2 * open_gap), taper=True)
@@ -191,6 +195,17 @@ SHADE_MM = 1.0
 SHADE_SCALE = 4.0  # the neighbourhood a shade is compared with, in groove widths
 SHADE_DETAIL_MM = 0.25  # Gaussian sigma: the finest shading detail carved
 SHADE_CONTRAST = 0.3  # local contrast (share of the face's brightness) carved at full depth
+# Shading by slope (see shading_relief): what is darker than its surroundings over
+# SLOPE_SCALE_MM faces down, tilted by up to SHADE_SLOPE (rise per run: 0.5 is ~27 degrees) at
+# full darkness. Measured with dlib on the 10 test people (grey print under the likeness
+# benchmark's light): median distance 0.689 with the depth carving alone, 0.659 with both
+# (0.695 and 0.688 with the key light on the other side); the slope alone, without the depth
+# carving, was worse than either (0.75). Brow, cheekbones and lips keep >= 0.8 mm of relief
+# (tests/test_head.py) because the slope relief is lifted onto its floor (shading_relief).
+SHADE_SLOPE = 0.5
+SLOPE_SCALE_MM = 4.0
+SLOPE_KEEP_MM = 6.0  # broader than this, the slope relief is taken out again: the face keeps its form
+SHADE_TILT = (0.0, 1.0)  # (x right, y up): the light the dark areas face away from is overhead
 
 
 def face_carving(
@@ -203,13 +218,16 @@ def face_carving(
     """Depth (frontal units, > 0 is deeper) carved into the face at frontal points ``xy``.
 
     ``texture`` is the stylized face in the frontal frame spanning ``bounds`` (x0, x1, y0, y1).
-    Two things are carved, both measured with the dlib recogniser to make a grey print more
+    Three things are carved, all measured with the dlib recogniser to make a grey print more
     like its owner:
     - the cartoon's ink (what is much darker than the skin: brows, lash lines, lip line,
       glasses, beard outline), widened to a printable groove INK_WIDTH_MM across;
     - shading, lithophane-like: what is darker than its surroundings in ``shade`` (the photo
       in the same frame, else the texture) sits up to SHADE_MM deeper, so the print keeps the
-      photo's own folds, eyelids and creases.
+      photo's own folds, eyelids and creases;
+    - shading by slope: what is darker than its surroundings over a wider area (brows, eyes,
+      the shadow under the nose and lip) faces down, away from an overhead light, so it is in
+      shade all over (:func:`shading_relief`).
     """
     import cv2
 
@@ -232,9 +250,72 @@ def face_carving(
     local = source - cv2.GaussianBlur(source, (0, 0), SHADE_SCALE * sigma)
     reference = max(20.0, float(np.median(source[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4])))
     depth += mm(SHADE_MM) * np.clip(-local / (SHADE_CONTRAST * reference), -1.0, 1.0)
+    # A carved hollow shades only at its rims; a dark area that faces down is in shade all over.
+    wide = source - _broad_blur(source, mm(SLOPE_SCALE_MM) * px_per_unit)
+    darkness = np.clip(-wide / (SHADE_CONTRAST * reference), -1.0, 1.0)
+    depth += shading_relief(darkness, SHADE_SLOPE / px_per_unit, mm(SLOPE_KEEP_MM) * px_per_unit)
     u = ((xy[:, 0] - x0) / (x1 - x0) * (w - 1)).astype(np.float32)
     v = ((y1 - xy[:, 1]) / (y1 - y0) * (h - 1)).astype(np.float32)
     return cv2.remap(depth, u[None], v[None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[0]
+
+
+def _broad_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur for a wide ``sigma`` (pixels), done on a smaller copy: as smooth, and a
+    fraction of the time of a kernel hundreds of pixels across."""
+    import cv2
+
+    factor = max(1, int(sigma // 6))
+    h, w = image.shape
+    small = cv2.resize(image, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma / factor)
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def shading_relief(darkness: np.ndarray, slope: float, keep_px: float) -> np.ndarray:
+    """Depth (> 0 deeper, same units as ``slope`` times pixels) whose surface faces away from
+    an overhead light where ``darkness`` (H, W, in -1..1) is positive, and towards it where
+    negative.
+
+    A lit relief shows a picture by the direction its surface faces, not by how deep it is
+    (Alexa and Matusik, "Reliefs as images", 2010): a region that faces down is in shade under a
+    light from above. The wanted gradient, ``slope`` (height per pixel) times the darkness along
+    SHADE_TILT, is integrated by solving Poisson's equation (cosine transform, free borders);
+    the broad drift, wider than ``keep_px`` pixels, is removed so the face keeps its own form,
+    and the result is lifted onto its local floor, so it mostly adds material. About 1 ms on
+    the 256 px face texture."""
+    import cv2
+    from scipy.fft import dctn, idctn
+
+    # Solved at half resolution: the height is an integral, smoother than the darkness.
+    full_shape = darkness.shape
+    darkness = cv2.resize(darkness.astype(np.float32), (full_shape[1] // 2, full_shape[0] // 2), interpolation=cv2.INTER_AREA)
+    slope, keep_px = 2 * slope, keep_px / 2
+    tx, ty = SHADE_TILT
+    # Height rises towards the light over a dark area: its surface then faces away from it.
+    # Rows run downwards, so "up" is -row.
+    gx = slope * tx * darkness
+    gy = -slope * ty * darkness
+    div = np.zeros_like(darkness, dtype=np.float64)
+    div[:, 1:] += gx[:, 1:] - gx[:, :-1]
+    div[:, 0] += gx[:, 0]
+    div[1:, :] += gy[1:, :] - gy[:-1, :]
+    div[0, :] += gy[0, :]
+    h, w = darkness.shape
+    transformed = dctn(div, type=2, norm="ortho")
+    ky = 2 * np.cos(np.pi * np.arange(h) / h) - 2
+    kx = 2 * np.cos(np.pi * np.arange(w) / w) - 2
+    denominator = ky[:, None] + kx[None, :]
+    denominator[0, 0] = 1.0
+    transformed /= denominator
+    transformed[0, 0] = 0.0
+    height = idctn(transformed, type=2, norm="ortho").astype(np.float32)
+    height -= _broad_blur(height, keep_px)
+    # Lifted onto its own (broadly smoothed) local floor: the tilt is made mostly by adding
+    # material, so brows, lids, cheekbones and lips keep standing out of the face.
+    size = int(2 * round(keep_px / 2) + 1)
+    floor = cv2.erode(height, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    height -= np.minimum(_broad_blur(floor, keep_px), 0.0)
+    return -cv2.resize(height, (full_shape[1], full_shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 # The thinnest wall a hobby FDM printer holds is 1.2 mm (tools/wall_thickness.py); the ball
