@@ -327,34 +327,19 @@ def _render_glb(thread: _RenderThread, glb_path: Path, box: HeadBox, size: int) 
     return np.ascontiguousarray(colour[..., :3])
 
 
-# The grey print's light: the same three-point set, mirrored (key high in front and a little to
-# the viewer's right, fill low from the left, rim behind), one fixed light for every person.
-# Either side is a light a photographer would use; measured on the 10 test people with the
-# sculpt's slope shading (pipeline/sculpt.py shading_relief), the key on the right gave a
-# median distance of 0.659, on the left 0.688, both 3 of 10 nearest their own photo (a more
-# frontal, central or higher key measured 0.67-0.69; pyrender's shadow maps streak the eyes,
-# so no shadows).
-CLAY_LIGHTS = (
-    ((-KEY_LIGHT[0], KEY_LIGHT[1], KEY_LIGHT[2]), 3.0),
-    ((-FILL_LIGHT[0], FILL_LIGHT[1], FILL_LIGHT[2]), 0.8),
-    (RIM_LIGHT, 1.0),
-)
-CLAY_AMBIENT = 0.06
-
-
 def _render_clay(thread: _RenderThread, mesh: trimesh.Trimesh, box: HeadBox, size: int) -> np.ndarray:
     import pyrender
 
-    scene = pyrender.Scene(bg_color=BACKGROUND, ambient_light=(CLAY_AMBIENT,) * 3)
+    scene = pyrender.Scene(bg_color=BACKGROUND, ambient_light=(0.06, 0.06, 0.06))
     clay = pyrender.MetallicRoughnessMaterial(
         baseColorFactor=CLAY_RGBA, metallicFactor=0.0, roughnessFactor=0.65
     )
     scene.add(pyrender.Mesh.from_trimesh(mesh, material=clay, smooth=True))
     _frame_head(scene, box, size)
-    centre = (box.lo + box.hi) / 2
-    for direction, intensity in CLAY_LIGHTS:
-        light = pyrender.DirectionalLight(color=np.ones(3), intensity=intensity)
-        scene.add(light, pose=_look_at(centre + np.array(direction), centre))
+    # The same lights as the textured render's. A mirrored set (key on the viewer's right)
+    # measured 0.659 against 0.688 on the test people, but a light chosen for the people it
+    # is measured on flatters the figure without making the print look more like anyone.
+    _add_lights(scene, box, key=3.0, fill=0.8, rim=1.0)
     colour, _ = thread.offscreen(size).render(scene)
     return np.ascontiguousarray(colour[..., :3])
 
@@ -805,10 +790,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=Path, default=PEOPLE_JSON)
     parser.add_argument("--label", help="suffix for the JSON and picture sheet names, e.g. 'before'")
-    parser.add_argument("--doc", type=Path, default=DOC_PATH)
+    parser.add_argument("--doc", type=Path, help="default: docs/likeness.md, docs/likeness_LABEL.md with --label")
     args = parser.parse_args(argv)
 
     suffix = f"_{args.label}" if args.label else ""
+    # A labelled trial run must not overwrite the committed page.
+    args.doc = args.doc or DOC_PATH.with_name(f"likeness{suffix}.md")
     json_name, sheet_name = f"likeness{suffix}.json", f"likeness_sheet{suffix}.png"
     people = load_people(args.people)
     total: dict[str, float] = {}

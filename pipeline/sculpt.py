@@ -197,10 +197,11 @@ SHADE_DETAIL_MM = 0.25  # Gaussian sigma: the finest shading detail carved
 SHADE_CONTRAST = 0.3  # local contrast (share of the face's brightness) carved at full depth
 # Shading by slope (see shading_relief): what is darker than its surroundings over
 # SLOPE_SCALE_MM faces down, tilted by up to SHADE_SLOPE (rise per run: 0.5 is ~27 degrees) at
-# full darkness. Measured with dlib on the 10 test people (grey print under the likeness
-# benchmark's light): median distance 0.689 with the depth carving alone, 0.659 with both
-# (0.695 and 0.688 with the key light on the other side); the slope alone, without the depth
-# carving, was worse than either (0.75). Brow, cheekbones and lips keep >= 0.8 mm of relief
+# full darkness. Measured with dlib on the 10 test people (grey print): under the likeness
+# benchmark's light, median distance 0.695 with the depth carving alone, 0.692 with both;
+# under the same lights mirrored (key on the viewer's right), 0.689 and 0.659. The slope
+# alone, without the depth carving, was worse than either (0.75). It also brought the
+# textured figurine from 0.503 to 0.498 and the colour print from 0.621 to 0.606. Brow, cheekbones and lips keep >= 0.8 mm of relief
 # (tests/test_head.py) because the slope relief is lifted onto its floor (shading_relief).
 SHADE_SLOPE = 0.5
 SLOPE_SCALE_MM = 4.0
