@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import trimesh
 
+from pipeline.face_texture import mirror_weight
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, FaceAnalysis
 
 RGB = tuple[int, int, int]
@@ -191,6 +192,24 @@ def frontal_coverage(
     sampled = sampled * in_photo + (1 - in_photo) * above * float(mask.max() > 0)
     # Soft edges, several hair-mesh vertices wide: a sharp mask edge would be a staircase.
     return cv2.GaussianBlur(sampled, (0, 0), EDGE_SOFTNESS / GRID_STEP), x0, y_top
+
+
+def fill_hidden_side(coverage: np.ndarray, x0: float, y_top: float, chin_y: float, yaw_deg: float) -> np.ndarray:
+    """``coverage`` with the turned-away side of the head filled from its mirror image.
+
+    A head turned in the photo shows one side's hair foreshortened or not at all, and a hair
+    volume built from that is lopsided. On the columns the photo sees worse than their mirror
+    (the face texture's rule, :func:`pipeline.face_texture.mirror_weight`), each point above
+    the chin keeps the larger of its own and its mirror's coverage, so hair seen on one side
+    is not lost. Below the chin the photo is left as it is: long hair mirrored there ran into
+    the shoulder behind and left a sub-millimetre wall. On the 10 likeness people: median
+    dlib distance, textured 0.498 -> 0.494, grey print 0.692 -> 0.679, colour print 0.606 ->
+    0.595; luispedro's hair (a 26-degree turn) no longer stands out on one side only."""
+    rows, cols = coverage.shape
+    weight = mirror_weight(cols, x0, x0 + GRID_STEP * (cols - 1), yaw_deg)[None, :]
+    weight = weight * (y_top - GRID_STEP * np.arange(rows) > chin_y)[:, None]
+    # The grid is symmetric about x = 0 (x0 = -GRID_HALF_WIDTH), so the mirror is a flip.
+    return coverage * (1 - weight) + np.maximum(coverage, coverage[:, ::-1]) * weight
 
 
 def _sample(coverage: np.ndarray, x0: float, y_top: float, xy: np.ndarray) -> np.ndarray:

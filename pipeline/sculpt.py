@@ -201,8 +201,9 @@ SHADE_CONTRAST = 0.3  # local contrast (share of the face's brightness) carved a
 # benchmark's light, median distance 0.695 with the depth carving alone, 0.692 with both;
 # under the same lights mirrored (key on the viewer's right), 0.689 and 0.659. The slope
 # alone, without the depth carving, was worse than either (0.75). It also brought the
-# textured figurine from 0.503 to 0.498 and the colour print from 0.621 to 0.606. Brow, cheekbones and lips keep >= 0.8 mm of relief
-# (tests/test_head.py) because the slope relief is lifted onto its floor (shading_relief).
+# textured figurine from 0.503 to 0.498 and the colour print from 0.621 to 0.606. Brow,
+# cheekbones and lips keep >= 0.8 mm of relief (tests/test_head.py) because the slope relief
+# is lifted onto its floor (shading_relief).
 SHADE_SLOPE = 0.5
 SLOPE_SCALE_MM = 4.0
 SLOPE_KEEP_MM = 6.0  # broader than this, the slope relief is taken out again: the face keeps its form
