@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,26 +177,26 @@ def ray_cpu_seconds(pid: int | None, cluster: LocalRayCluster) -> dict[str, floa
     (Serve's controller, the dashboard and runtime-env agents, the log monitor, idle workers)."""
     snapshot = cpu_seconds(pid)  # client and front end (it has no worker processes in Ray mode)
     snapshot.update(workers=0.0, ray_gcs=0.0, ray_raylet=0.0, ray_other=0.0)
-    for node in cluster.nodes:
+    for role, proc in _ray_processes(cluster):
         with contextlib.suppress(psutil.NoSuchProcess):
-            root = psutil.Process(node.process.pid)
-            for proc in (root, *root.children(recursive=True)):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    times = proc.cpu_times()
-                    snapshot[_ray_role(proc)] += times.user + times.system
+            times = proc.cpu_times()
+            snapshot[role] += times.user + times.system
     return snapshot
 
 
 def ray_replicas(cluster: LocalRayCluster) -> list[psutil.Process]:
     """The pipeline replicas' processes on the cluster's nodes."""
-    found = []
+    return [proc for role, proc in _ray_processes(cluster) if role == "workers"]
+
+
+def _ray_processes(cluster: LocalRayCluster) -> Iterator[tuple[str, psutil.Process]]:
+    """Every process the nodes' ``ray start`` started, with its role (:func:`_ray_role`)."""
     for node in cluster.nodes:
         with contextlib.suppress(psutil.NoSuchProcess):
-            for proc in psutil.Process(node.process.pid).children(recursive=True):
+            root = psutil.Process(node.process.pid)
+            for proc in (root, *root.children(recursive=True)):
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    if _ray_role(proc) == "workers":
-                        found.append(proc)
-    return found
+                    yield _ray_role(proc), proc
 
 
 def _ray_role(proc: psutil.Process) -> str:

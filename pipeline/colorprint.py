@@ -128,6 +128,7 @@ class ColouredSurface:
 
     @cached_property
     def face_areas(self) -> np.ndarray:
+        """Each triangle's area, computed once (the palette step asks twice)."""
         tri = self.vertices[self.faces]
         return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
 
@@ -273,7 +274,7 @@ def _binned_colours(rgb: np.ndarray, weight: np.ndarray, bits: int = 5) -> tuple
 
 def _colour_samples(surface: ColouredSurface, parts: Sequence[FigurinePart], texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct sRGB colours of the visible surface and the area (figure units²) each covers."""
-    area = _face_areas(surface)
+    area = surface.face_areas
     textured = np.array([p.textured for p in parts])[surface.part]
     part_rgb = np.array([p.rgb for p in parts], np.uint8)
     colours = [part_rgb[surface.part[~textured]]]
@@ -341,7 +342,7 @@ def likeness_anchors(surface: ColouredSurface, parts: Sequence[FigurinePart], te
         shade = (lightness >= DARK_L) & (lightness < skin_lightness - SHADOW_DELTA_L)
         if shade.any():
             face.append(tuple(int(c) for c in np.rint(texels[shade].mean(axis=0))))
-    area = np.bincount(surface.part, _face_areas(surface), minlength=len(parts))
+    area = np.bincount(surface.part, surface.face_areas, minlength=len(parts))
     outfit: dict[tuple[int, ...], float] = {}
     stand: dict[tuple[int, ...], float] = {}
     for index, part in enumerate(parts):
@@ -380,11 +381,6 @@ def _worst_first(areas: dict[tuple[int, ...], float], chosen: list[tuple[int, ..
         taken = np.vstack([taken, lab[best]])
         remaining.remove(best)
     return order
-
-
-def _face_areas(surface: ColouredSurface) -> np.ndarray:
-    """Each triangle's area, computed once per surface (the palette step asks twice)."""
-    return surface.face_areas
 
 
 def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
@@ -479,14 +475,13 @@ def _part_filaments(part_rgb: np.ndarray, palette_rgb: np.ndarray, skin_rgb: np.
     if not len(skin_rgb):
         return labels
     pal = srgb_to_lab(palette_rgb).reshape(-1, 3)
-    skin = srgb_to_lab(np.asarray(skin_rgb, np.uint8).reshape(1, 3)).reshape(3)
-    skin_like = np.sqrt(((pal - skin) ** 2).sum(axis=1)) < SKIN_LIKE_DELTA_E
+    skin = srgb_to_lab(np.asarray(skin_rgb, np.uint8).reshape(1, 3)).reshape(1, 3)
+    skin_like = _squared_distances(pal, skin)[:, 0] < SKIN_LIKE_DELTA_E**2
     others = np.flatnonzero(~skin_like)
     if not skin_like.any() or not len(others):
         return labels
     lab = srgb_to_lab(part_rgb).reshape(-1, 3)
-    not_skin = np.sqrt(((lab - skin) ** 2).sum(axis=1)) >= SKIN_LIKE_DELTA_E
-    wrong = not_skin & skin_like[labels]
+    wrong = (_squared_distances(lab, skin)[:, 0] >= SKIN_LIKE_DELTA_E**2) & skin_like[labels]
     if wrong.any():
         labels[wrong] = others[np.argmin(_squared_distances(lab[wrong], pal[others]), axis=1)]
     return labels

@@ -1,7 +1,8 @@
 """Face detection, 478 FaceMesh landmarks, head pose and the person mask (MediaPipe).
 
 Uses only the models shipped inside the mediapipe 0.10.21 wheel (legacy ``solutions`` graphs).
-The graphs are not thread-safe, so each worker thread keeps its own set.
+The graphs are not thread-safe, so each call borrows a set from a process-wide pool (as many
+sets as calls ever ran at once).
 """
 
 from __future__ import annotations

@@ -13,18 +13,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_small_load_test_reports_every_figure(tmp_path):
+def _load_test(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """``benchmarks/load_test.py`` run as a user runs it, and the JSON report it wrote."""
     out = tmp_path / "load.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/load_test.py", "--requests", "8", "--concurrency", "4",
-         "--single", "4", "--warmup", "2", "--health-samples", "10", "--json", str(out)],
+        [sys.executable, "benchmarks/load_test.py", *args, "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=400,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    return proc, json.loads(out.read_text())
+
+
+def test_a_small_load_test_reports_every_figure(tmp_path):
+    proc, report = _load_test(
+        tmp_path, "--requests", "8", "--concurrency", "4", "--single", "4", "--warmup", "2", "--health-samples", "10"
+    )
     single, concurrent = report["single_client"], report["concurrent"]
     assert (single["ok"], single["errors"]) == (4, 0)
     assert (concurrent["ok"], concurrent["errors"]) == (8, 0)
@@ -41,17 +47,10 @@ def test_a_small_load_test_reports_every_figure(tmp_path):
 
 def test_ray_runs_the_same_load_in_both_modes_side_by_side(tmp_path):
     pytest.importorskip("ray", reason="--ray needs requirements-ray.txt (in requirements-dev.txt)")
-    out = tmp_path / "load_ray.json"
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/load_test.py", "--ray", "--workers", "1", "--requests", "4",
-         "--concurrency", "2", "--single", "2", "--warmup", "1", "--health-samples", "5", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
+    proc, report = _load_test(
+        tmp_path, "--ray", "--workers", "1", "--requests", "4", "--concurrency", "2", "--single", "2",
+        "--warmup", "1", "--health-samples", "5",
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads(out.read_text())
     local, ray = report["local"], report["ray"]
     assert (local["mode"], ray["mode"]) == ("process", "ray")
     for run in (local, ray):
