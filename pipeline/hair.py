@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 import trimesh
 
-from pipeline.face_texture import mirror_weight
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, FaceAnalysis
 
 RGB = tuple[int, int, int]
@@ -161,55 +160,22 @@ def frontal_coverage(
     rows = int(round((crown_y - (chin_y - 1.6)) / GRID_STEP)) + 1
     gx, gy = np.meshgrid(x0 + GRID_STEP * np.arange(cols), y_top - GRID_STEP * np.arange(rows))
     pos = to_image(np.column_stack([gx.ravel(), gy.ravel()])).astype(np.float32)
-    sampled = cv2.remap(
-        mask.astype(np.float32),
-        pos[:, 0].reshape(rows, cols),
-        pos[:, 1].reshape(rows, cols),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0.0,
-    )
-    in_photo = cv2.remap(
-        np.ones_like(mask, np.float32),
-        pos[:, 0].reshape(rows, cols),
-        pos[:, 1].reshape(rows, cols),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0.0,
-    )
+    map_x, map_y = pos[:, 0].reshape(rows, cols), pos[:, 1].reshape(rows, cols)
+
+    def sampled_at(image: np.ndarray, rows_at: np.ndarray) -> np.ndarray:
+        return cv2.remap(image, map_x, rows_at, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+    mask = mask.astype(np.float32)
+    sampled = sampled_at(mask, map_y)
+    in_photo = sampled_at(np.ones_like(mask), map_y)
     # Cropped off the top of the photo, over the skull: where the hair runs into the top
     # edge, assume the crown carries on.
-    top_edge = cv2.remap(
-        mask.astype(np.float32),
-        pos[:, 0].reshape(rows, cols),
-        np.zeros((rows, cols), np.float32),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0.0,
-    )
-    above = (gy > forehead_y) & (pos[:, 1].reshape(rows, cols) < 0) & (np.abs(gx) < 1.3) & (top_edge > 0.5)
+    top_edge = sampled_at(mask, np.zeros((rows, cols), np.float32))
+    above = (gy > forehead_y) & (map_y < 0) & (np.abs(gx) < 1.3) & (top_edge > 0.5)
     above = above.astype(np.float32)
     sampled = sampled * in_photo + (1 - in_photo) * above * float(mask.max() > 0)
     # Soft edges, several hair-mesh vertices wide: a sharp mask edge would be a staircase.
     return cv2.GaussianBlur(sampled, (0, 0), EDGE_SOFTNESS / GRID_STEP), x0, y_top
-
-
-def fill_hidden_side(coverage: np.ndarray, x0: float, y_top: float, chin_y: float, yaw_deg: float) -> np.ndarray:
-    """``coverage`` with the turned-away side of the head filled from its mirror image.
-
-    A head turned in the photo shows one side's hair foreshortened or not at all, and a hair
-    volume built from that is lopsided. On the columns the photo sees worse than their mirror
-    (the face texture's rule, :func:`pipeline.face_texture.mirror_weight`), each point above
-    the chin keeps the larger of its own and its mirror's coverage, so hair seen on one side
-    is not lost. Below the chin the photo is left as it is: long hair mirrored there ran into
-    the shoulder behind and left a sub-millimetre wall. On the 10 likeness people: median
-    dlib distance, textured 0.498 -> 0.494, grey print 0.692 -> 0.679, colour print 0.606 ->
-    0.595; luispedro's hair (a 26-degree turn) no longer stands out on one side only."""
-    rows, cols = coverage.shape
-    weight = mirror_weight(cols, x0, x0 + GRID_STEP * (cols - 1), yaw_deg)[None, :]
-    weight = weight * (y_top - GRID_STEP * np.arange(rows) > chin_y)[:, None]
-    # The grid is symmetric about x = 0 (x0 = -GRID_HALF_WIDTH), so the mirror is a flip.
-    return coverage * (1 - weight) + np.maximum(coverage, coverage[:, ::-1]) * weight
 
 
 def _sample(coverage: np.ndarray, x0: float, y_top: float, xy: np.ndarray) -> np.ndarray:
