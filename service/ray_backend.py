@@ -23,6 +23,7 @@ import dataclasses
 import io
 import ipaddress
 import logging
+import os
 import queue
 import socket
 import threading
@@ -67,6 +68,11 @@ class ReplicaDiedError(ReplicaFailedError):
 
 def import_ray() -> tuple[ModuleType, ModuleType]:
     """``ray`` and ``ray.serve``, or an error that names the package to install."""
+    # Without this, any Ray call made after a lost cluster's ray.shutdown() (Serve's router
+    # pushes metrics from its own thread) quietly runs ray.init() itself, and our reconnect
+    # then fails with "ray.init called twice": the front end never rejoined (seen in CI).
+    # Read when ray is imported, so set before.
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     try:
         import ray
         from ray import serve
