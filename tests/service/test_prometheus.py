@@ -40,6 +40,12 @@ METRIC_NAME = re.compile(r"\b((?:toonforge|ray)_[a-z_]+)\b")
 READY_TIMEOUT_S = 150
 DATA_TIMEOUT_S = 60  # Ray's agent exports replica metrics every few seconds
 SCRAPE_INTERVAL = "1s"
+# Counters the test's first traffic creates: each must have been scraped once before the
+# second traffic, or a rate over them could see no rise.
+FIRST_SAMPLES = [
+    'count(toonforge_errors_total{code="truncated_image"}) >= 2',
+    "ray_serve_deployment_processing_latency_ms_count",
+]
 # Traffic and errors really happened in the test: these panels must show more than zeros.
 MUST_BE_POSITIVE = {"Request rate per route", "Latency per route, p50 and p95",
                     "Pipeline stage latency, p50 and p95", "Errors by code", "Error responses by status",
@@ -220,12 +226,14 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(tmp_path: Pat
         ))
         for app in apps:
             wait_ready(app)
-        # Real traffic on both: uploads, and bad ones before and after a scrape, so that the
-        # error counters rise between samples (a rate needs two).
+        # Real traffic on both: uploads, and bad ones, before and after Prometheus has sampled
+        # the counters, so that they rise between samples (a rate needs two). Ray's agent exports
+        # on its own clock, so a fixed pause could end before it had sampled the Serve histogram.
         for app in apps:
             assert upload(app.url, photo).status_code == 200
             assert upload(app.url, photo[: len(photo) // 2]).json()["error"] == "truncated_image"
-        time.sleep(3)
+        for series in FIRST_SAMPLES:
+            wait_for_series(prom, series)
         for app in apps:
             assert upload(app.url, photo).status_code == 200
             assert upload(app.url, photo[: len(photo) // 2]).status_code == 400
@@ -237,6 +245,14 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(tmp_path: Pat
 
         missing = check_queries(prom)
         assert missing == [], "\n".join(missing)
+
+
+def wait_for_series(prom: str, expr: str) -> None:
+    """Poll until Prometheus has a sample of ``expr`` (its first scrape of the series)."""
+    deadline = time.monotonic() + DATA_TIMEOUT_S
+    while not instant(prom, expr):
+        assert time.monotonic() < deadline, f"Prometheus never sampled {expr}"
+        time.sleep(0.5)
 
 
 def check_queries(prom: str) -> list[str]:
