@@ -61,11 +61,6 @@ PALETTE_CSS = """
 .palette p { margin: 0 0 4px; font-weight: 600; }
 .swatch small { color: var(--body-text-color-subdued); }
 """
-# The viewer's STL loader (Babylon.js) swaps y and z to turn z-up files into its y-up world, but
-# Gradio's viewer runs right-handed, so the swap mirrors the model: the grey figurine came out
-# left-right reversed beside the textured GLB (checked with an asymmetric test solid). Viewed
-# from behind (camera_position) and mirrored back on screen, it is the true front view.
-PAGE_CSS = "#one-colour canvas { transform: scaleX(-1); }"
 # Runs in the browser on every change of the colour controls, so that the palette the
 # Generate click sends is never stale: the first N picked colours, or none.
 PALETTE_JS = (
@@ -143,7 +138,7 @@ def _result_values(result: FigurineResult) -> dict[str, Any]:
         "quality": _quality_markdown(result),
         "report": result.report(),
         "print_preview": _optional_path(result.print_preview_path),
-        "one_colour": str(result.stl_path),
+        "one_colour": _optional_path(result.grey_glb_path),
         "palette": _palette_html(result),
         "threemf": _optional_path(result.threemf_path),
     }
@@ -450,9 +445,8 @@ def _output_column() -> dict[str, Any]:
             elem_id="viewer",
         )
         one_colour = gr.Model3D(
-            label="Printed in one colour (STL)",
+            label="Printed in one colour (the STL's solid)",
             clear_color=(0.95, 0.95, 0.97, 1.0),
-            camera_position=(-90, None, None),
             height=380,
             min_width=240,
             elem_id="one-colour",
@@ -586,7 +580,6 @@ def build_app(runtime: Runtime, demo: gr.Blocks, *, host: str, port: int) -> Any
         demo,
         runtime=runtime,
         allowed_paths=[str(EXAMPLES_DIR), str(runtime.config.data_dir)],
-        css=PAGE_CSS,
         server_name=host,
         server_port=port,
     )

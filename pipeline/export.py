@@ -29,6 +29,9 @@ from pipeline.timing import timed
 
 GLB_NAME = "figurine.glb"
 STL_NAME = "figurine.stl"
+GREY_GLB_NAME = "figurine_grey.glb"
+# Unpainted PLA, a mid grey: the one-colour print as the viewer shows it.
+CLAY_RGB = (161, 161, 161)
 PREVIEW_NAME = "preview.png"
 STYLIZED_NAME = "stylized.png"
 REPORT_NAME = "report.json"
@@ -74,6 +77,7 @@ class ExportResult:
     stylized_path: Path
     height_mm: float
     timings_ms: dict[str, float] = field(default_factory=dict)
+    grey_glb_path: Path | None = None
     threemf_path: Path | None = None
     print_preview_path: Path | None = None
     colour_print: ColourPrintSummary | None = None
@@ -201,6 +205,14 @@ def export_figurine(
             stl_path = out_dir / STL_NAME
             printable_solid(fusion.solid, height_mm).export(stl_path, file_type="stl")
 
+        with timed(timings, "grey_glb"):
+            # The STL's solid for the browser's one-colour view. A viewer's STL loader turns
+            # z-up into y-up by swapping axes, which mirrors the model in a right-handed scene;
+            # a GLB is y-up already and is shown as it is, turning the way it is dragged.
+            grey_glb_path = out_dir / GREY_GLB_NAME
+            grey = FigurinePart("print", fusion.solid, CLAY_RGB)
+            figure_scene([grey], height_mm / 1000.0).export(grey_glb_path, file_type="glb")
+
         with timed(timings, "stylized_png"):
             stylized_path = out_dir / STYLIZED_NAME
             Image.fromarray(stylized).save(stylized_path, compress_level=1)
@@ -219,6 +231,7 @@ def export_figurine(
         stylized_path=stylized_path,
         height_mm=height_mm,
         timings_ms=timings,
+        grey_glb_path=grey_glb_path,
         threemf_path=colour_files.threemf_path,
         print_preview_path=colour_files.print_preview_path,
         colour_print=colour_files.summary,

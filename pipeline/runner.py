@@ -88,6 +88,7 @@ class FigurineResult:
     threemf_path: Path | None = None
     print_preview_path: Path | None = None
     colour_print: ColourPrintSummary | None = None
+    grey_glb_path: Path | None = None  # the STL's solid in grey, for a browser viewer
 
     @property
     def stylized(self) -> np.ndarray:
@@ -262,4 +263,5 @@ def _run_stages(
         threemf_path=files.threemf_path,
         print_preview_path=files.print_preview_path,
         colour_print=files.colour_print,
+        grey_glb_path=files.grey_glb_path,
     )

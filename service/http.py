@@ -31,6 +31,7 @@ from pipeline.colorprint import check_colors, parse_palette
 from pipeline.errors import OptionError
 from pipeline.export import (
     GLB_NAME,
+    GREY_GLB_NAME,
     PREVIEW_NAME,
     PRINT_PREVIEW_NAME,
     REPORT_NAME,
@@ -61,6 +62,7 @@ ARTIFACTS = {
     "report": REPORT_NAME,
     "threemf": THREEMF_NAME,
     "print_preview": PRINT_PREVIEW_NAME,
+    "grey_glb": GREY_GLB_NAME,
 }
 MEDIA_TYPES = {
     STYLIZED_NAME: "image/png",
@@ -70,8 +72,9 @@ MEDIA_TYPES = {
     REPORT_NAME: "application/json",
     THREEMF_NAME: "model/3mf",
     PRINT_PREVIEW_NAME: "image/png",
+    GREY_GLB_NAME: "model/gltf-binary",
 }
-DOWNLOADS = {GLB_NAME, STL_NAME, THREEMF_NAME}  # served as attachments; images and JSON inline
+DOWNLOADS = {GLB_NAME, STL_NAME, THREEMF_NAME, GREY_GLB_NAME}  # served as attachments; images and JSON inline
 FORM_FIELDS = ("template", "style", "backend", "seed", "height_mm", "colors", "palette")
 ROUTES = ("/health", "/ready", "/metrics", "/api/upload", "/api/results/{result_id}/{name}")
 UI_ROUTE = "ui"  # metrics/log label for everything the mounted Gradio app serves

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 import trimesh
 from gradio_client import Client, handle_file
@@ -59,8 +60,12 @@ def test_generate_endpoint_returns_every_output(client):
     # Appended after the old ones: colour print preview, one-colour view, swatches, 3MF.
     print_preview, one_colour, palette, threemf = outputs[OLD_OUTPUTS:]
     assert print_preview.endswith("print_preview.png")
-    assert one_colour.endswith(".stl")
-    assert trimesh.load(one_colour).is_watertight
+    # the one-colour view: the STL's solid as a grey GLB (y up, metres, like the textured one)
+    assert one_colour.endswith("figurine_grey.glb")
+    grey = trimesh.load(one_colour, force="mesh")
+    assert grey.is_watertight and abs(grey.volume * 1e9 - stl.volume) < 1e-3 * stl.volume
+    assert np.allclose(grey.extents[[0, 2, 1]] * 1000, stl.extents, rtol=1e-3)
+    assert np.allclose(grey.bounds, trimesh.load(model, force="mesh").bounds, atol=2e-4)
     assert threemf.endswith("figurine.3mf")
     with zipfile.ZipFile(threemf) as archive:
         assert "3D/3dmodel.model" in archive.namelist()

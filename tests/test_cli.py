@@ -27,8 +27,8 @@ def test_batch_with_one_bad_photo(astronaut, tmp_path):
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and "notes.png" in error_lines[0] and "not an image" in error_lines[0]
     files = {p.name for p in (out / "me").iterdir()}
-    assert files == {"figurine.glb", "figurine.stl", "figurine.3mf", "preview.png", "print_preview.png",
-                     "stylized.png", "report.json"}
+    assert files == {"figurine.glb", "figurine.stl", "figurine_grey.glb", "figurine.3mf", "preview.png",
+                     "print_preview.png", "stylized.png", "report.json"}
     stl = trimesh.load(out / "me" / "figurine.stl")
     assert stl.is_watertight and abs(stl.extents[2] - 80) < 0.1
     assert not (out / "notes").exists() or not any((out / "notes").iterdir())

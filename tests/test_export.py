@@ -16,8 +16,8 @@ def result(astronaut, session_config, tmp_path_factory):
 
 
 def test_all_files_written(result):
-    for name in ["figurine.glb", "figurine.stl", "figurine.3mf", "preview.png", "print_preview.png",
-                 "stylized.png", "report.json"]:
+    for name in ["figurine.glb", "figurine.stl", "figurine_grey.glb", "figurine.3mf", "preview.png",
+                 "print_preview.png", "stylized.png", "report.json"]:
         assert (result.out_dir / name).stat().st_size > 1000 or name == "report.json"
 
 
@@ -40,6 +40,22 @@ def test_stl_is_watertight_and_to_scale(result):
     assert mesh.body_count == 1
     assert mesh.extents[2] == pytest.approx(120.0, rel=1e-3)  # z up, millimetres
     assert mesh.bounds[0][2] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_grey_glb_is_the_stl_solid_unmirrored(result):
+    """The one-colour viewer's GLB holds the STL's own vertices, turned y up and in metres by a
+    rotation: a mirror image (what a viewer's STL loader shows) would not match them."""
+    from scipy.spatial import cKDTree
+
+    grey = trimesh.load(result.grey_glb_path, force="mesh")
+    assert grey.is_watertight and grey.body_count == 1
+    stl = trimesh.load(result.stl_path)
+    z_up_to_y_up = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
+    for mirror, should_match in ((1.0, True), (-1.0, False)):
+        points = stl.vertices @ z_up_to_y_up.T / 1000.0 * [mirror, 1.0, 1.0]
+        points += grey.bounds.mean(axis=0) - (points.min(axis=0) + points.max(axis=0)) / 2
+        gap = cKDTree(points).query(grey.vertices)[0].max()
+        assert (gap < 1e-6) == should_match, (mirror, gap)
 
 
 def test_preview_shows_the_figurine(result):

@@ -74,7 +74,7 @@ def test_upload_contract(client, uploaded, service_config):
     assert body["timings_ms"]["total"] > 0 and "export" in body["timings_ms"]
     assert body["face"]["count"] == 1 and 0 <= body["quality"]["score"] <= 100
     assert set(body["artifacts"]) == {
-        "stylized", "glb", "stl", "preview", "report", "threemf", "print_preview"
+        "stylized", "glb", "stl", "preview", "report", "threemf", "print_preview", "grey_glb"
     }
     assert body["artifacts"]["glb"] == f"http://testserver/api/results/{body['id']}/figurine.glb"
     assert response.headers["x-request-id"] and float(response.headers["x-process-time"]) > 0
@@ -95,6 +95,7 @@ def test_upload_contract(client, uploaded, service_config):
         ("report", "application/json"),
         ("threemf", "model/3mf"),
         ("print_preview", "image/png"),
+        ("grey_glb", "model/gltf-binary"),
     ],
 )
 def test_artifacts_are_served_with_their_types(client, uploaded, key, media_type):

@@ -85,7 +85,7 @@ def test_gradio_client_generate_uses_the_same_pipeline_and_pool(server, runtime,
     print_preview, one_colour, _palette, threemf = outputs[8:]
     for path in (stylized, model, preview, *downloads, print_preview, one_colour, threemf):
         assert Path(path).is_file() and Path(path).stat().st_size > 0
-    assert one_colour.endswith(".stl") and threemf.endswith(".3mf")
+    assert one_colour.endswith("figurine_grey.glb") and threemf.endswith(".3mf")
     assert len(report["print"]["colors"]) == 2
     assert model.endswith(".glb") and quality.startswith("### Quality")
     assert report["backend"] == "cpu"
