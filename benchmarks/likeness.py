@@ -782,7 +782,13 @@ def markdown(
             "`tools/fetch_test_people.py` fetches them at setup.",
             "",
         ]
-    lines += ["Photos, their sources and licences: [assets/README.md](../assets/README.md).", ""]
+    lines += [
+        "Where the prints lose the likeness (renders that each add back one thing a print cannot "
+        "have): [likeness_limits.md](likeness_limits.md).",
+        "",
+        "Photos, their sources and licences: [assets/README.md](../assets/README.md).",
+        "",
+    ]
     return "\n".join(lines)
 
 
