@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import trimesh
 
+from pipeline.face_texture import mirror_weight
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, FaceAnalysis
 
 RGB = tuple[int, int, int]
@@ -176,6 +177,48 @@ def frontal_coverage(
     sampled = sampled * in_photo + (1 - in_photo) * above * float(mask.max() > 0)
     # Soft edges, several hair-mesh vertices wide: a sharp mask edge would be a staircase.
     return cv2.GaussianBlur(sampled, (0, 0), EDGE_SOFTNESS / GRID_STEP), x0, y_top
+
+
+def _inside(xs: np.ndarray, ys: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """(rows, cols) mask of the grid points (xs across, ys down the rows) inside ``polygon``."""
+    from matplotlib.path import Path as PolygonPath
+
+    grid = np.column_stack([np.tile(xs, len(ys)), np.repeat(ys, len(xs))])
+    return PolygonPath(polygon).contains_points(grid).reshape(len(ys), len(xs))
+
+
+def clear_the_face(coverage: np.ndarray, x0: float, y_top: float, face_outline: np.ndarray, brow_y: float) -> np.ndarray:
+    """``coverage`` with no hair inside the face outline below the brows: hair across the eyes
+    and cheeks is something in front of the face (the texture drops it too), not a hairstyle
+    to sculpt. A fringe down to the brows stays."""
+    rows, cols = coverage.shape
+    xs = x0 + GRID_STEP * np.arange(cols)
+    ys = y_top - GRID_STEP * np.arange(rows)
+    below = _smoothstep((brow_y - ys) / EDGE_SOFTNESS)[:, None]
+    return coverage * (1.0 - below * _inside(xs, ys, face_outline))
+
+
+def fill_hidden_side(
+    coverage: np.ndarray, x0: float, y_top: float, chin_y: float, yaw_deg: float, face_outline: np.ndarray
+) -> np.ndarray:
+    """``coverage`` with the turned-away side of the head filled from its mirror image.
+
+    A head turned in the photo shows one side's hair foreshortened or not at all, and a hair
+    volume built from that is lopsided. On the columns the photo sees worse than their mirror
+    (the face texture's rule, :func:`pipeline.face_texture.mirror_weight`), each point above
+    the chin and outside the face outline (``face_outline``, frontal x, y) keeps the larger of
+    its own and its mirror's coverage. Never inside the outline: mirrored there, a fringe
+    swept to one side came down over the other eye. Never below the chin: long hair mirrored
+    there ran into the shoulder behind and left a sub-millimetre wall."""
+    rows, cols = coverage.shape
+    xs = x0 + GRID_STEP * np.arange(cols)
+    ys = y_top - GRID_STEP * np.arange(rows)
+    weight = np.repeat(mirror_weight(cols, xs[0], xs[-1], yaw_deg)[None, :], rows, axis=0)
+    weight *= (ys > chin_y)[:, None]
+    if weight.any():
+        weight *= ~_inside(xs, ys, face_outline)
+    # The grid is symmetric about x = 0 (x0 = -GRID_HALF_WIDTH), so the mirror is a flip.
+    return coverage * (1 - weight) + np.maximum(coverage, coverage[:, ::-1]) * weight
 
 
 def _sample(coverage: np.ndarray, x0: float, y_top: float, xy: np.ndarray) -> np.ndarray:

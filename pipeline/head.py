@@ -23,7 +23,7 @@ from scipy.spatial import Delaunay
 from pipeline.face_regions import face_oval_ring, feature_groups
 from pipeline.face_features import FaceFeatures, find_face_features, raised_at
 from pipeline.face_texture import clean_face
-from pipeline.hair import frontal_coverage, hair_shape, hair_volume, segment_hair
+from pipeline.hair import clear_the_face, fill_hidden_side, frontal_coverage, hair_shape, hair_volume, segment_hair
 from pipeline.landmarks import CHIN, FOREHEAD_TOP, LEFT_EYE_OUTER, NOSE_TIP, RIGHT_EYE_OUTER, FaceAnalysis
 from pipeline.timing import timed
 from pipeline.sculpt import (
@@ -50,7 +50,8 @@ EAR_THICKNESS = 0.11  # half thickness, frontal units: ~2.7 mm thick at 100 mm
 EYES = SCULPTED  # measured against GROOVES with dlib: see docs in pipeline/sculpt.py
 INK_GROOVES = True  # carve the cartoon's ink and the photo's shading into the face
 SHADE_FROM_PHOTO = True  # shading relief from the photo (else from the cartoon)
-STRAND_DISTANCE = 22.0  # 8-bit LAB distance to the hair colour for a strand across the face
+STRAND_DISTANCE = 22.0
+BROW_TOPS = [105, 334]  # MediaPipe: the top of each brow, halfway along  # 8-bit LAB distance to the hair colour for a strand across the face
 RIM_PIN_WEIGHT = 0.6  # face vertices blended more than this keep their sculpted depth
 RIM_SMOOTHING = 6
 DEPTH_GRID = 160  # samples across the face for the smoothed depth
@@ -551,7 +552,7 @@ def build_head(face: FaceAnalysis, stylized: np.ndarray, photo: np.ndarray) -> H
 
     # 4. the hair volume, grown from the segmentation
     with timed(timings, "hair_volume"):
-        hair, style = _hair_from_segmentation(segmentation, field, frontal, chin_y, centre_y, centre_z, eye_y)
+        hair, style = _hair_from_segmentation(segmentation, field, frontal, chin_y, centre_y, centre_z, eye_y, face)
         hair_rgb = _cartoon_hair(segmentation.rgb) if segmentation.rgb is not None else None
     nose_relief = _nose_relief(sculpted[NOSE_TIP], centre_y, centre_z)
 
@@ -594,12 +595,16 @@ def _head_uv(verts: np.ndarray, unit: np.ndarray, bounds: tuple[float, float, fl
     return np.clip(uv, 0.0, 1.0)
 
 
-def _hair_from_segmentation(segmentation, field, frontal, chin_y, centre_y, centre_z, eye_y):
-    """The hair shell grown from the photo's hair mask, and its style."""
+def _hair_from_segmentation(segmentation, field, frontal, chin_y, centre_y, centre_z, eye_y, face):
+    """The hair shell grown from the photo's hair mask (its turned-away side filled from the
+    seen one, round the face), and its style."""
     forehead_y = float(frontal[FOREHEAD_TOP, 1])
     coverage, grid_x0, grid_top = frontal_coverage(
         segmentation.mask, field.image_position, chin_y, centre_y + 1.6 * HEAD_B, forehead_y
     )
+    outline = frontal[face_oval_ring(), :2]
+    coverage = fill_hidden_side(coverage, grid_x0, grid_top, chin_y, face.pose.yaw, outline)
+    coverage = clear_the_face(coverage, grid_x0, grid_top, outline, float(frontal[BROW_TOPS, 1].mean()))
     shape = hair_shape(coverage, grid_x0, grid_top, chin_y, forehead_y)
     style = shape.style if segmentation.rgb is not None else "bald"
     hair_unit, hair_faces = _front_pole_sphere(HAIR_RINGS, HAIR_SEGMENTS, 1.3)

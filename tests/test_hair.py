@@ -150,3 +150,88 @@ def test_the_figurine_hair_colour_is_within_delta_e_20_of_the_photo(astronaut, a
     marked = np.concatenate([astronaut[y0:y1, x0:x1].reshape(-1, 3) for x0, y0, x1, y1 in ASTRONAUT_HAIR_BOXES])
     delta_e = float(np.linalg.norm(_cielab(head.hair_rgb) - _cielab(np.median(marked, axis=0))))
     assert delta_e < 20
+
+
+def _grid(rows: int) -> tuple[int, float, np.ndarray]:
+    from pipeline.hair import GRID_HALF_WIDTH
+
+    cols = int(round(2 * GRID_HALF_WIDTH / GRID_STEP)) + 1
+    x0 = -GRID_HALF_WIDTH
+    return cols, x0, x0 + GRID_STEP * np.arange(cols)
+
+
+def _square(x: float, y: float, half: float) -> np.ndarray:
+    return np.array([[x - half, y - half], [x + half, y - half], [x + half, y + half], [x - half, y + half]])
+
+
+def test_a_turned_heads_hidden_side_takes_the_hair_its_mirror_shows():
+    """Coverage built in code: hair on the side a 30-degree turn shows, none on the side it
+    hides. The hidden side gets its mirror's hair, except inside the face outline and below
+    the chin; a frontal head keeps its coverage as is."""
+    from pipeline.face_texture import mirror_weight
+    from pipeline.hair import fill_hidden_side
+
+    rows = 40
+    cols, x0, xs = _grid(rows)
+    hidden = mirror_weight(cols, x0, xs[-1], 30.0) > 0.99
+    assert hidden.any() and not hidden[::-1][hidden].any()  # one side only
+    coverage = np.zeros((rows, cols), np.float32)
+    coverage[:, hidden[::-1]] = 1.0  # hair where the photo sees it: the visible mirror side
+    y_top, chin_y = 1.0, 1.0 - GRID_STEP * 30  # rows 0-29 above the chin, 30-39 below
+    # a face outline over a patch of the hidden side, rows 5-14
+    x_face = float(xs[hidden].mean())
+    outline = _square(x_face, y_top - GRID_STEP * 9.5, GRID_STEP * 5)
+    filled = fill_hidden_side(coverage, x0, y_top, chin_y, 30.0, outline)
+    in_face = np.abs(xs - x_face) < GRID_STEP * 4
+    outside = hidden & ~(np.abs(xs - x_face) < GRID_STEP * 6)
+    assert filled[:30][:, outside].min() > 0.99  # the hidden side now has that hair
+    assert filled[6:14][:, in_face].max() == 0.0  # but not over the face
+    assert filled[31:][:, hidden].max() == 0.0  # nor below the chin
+    np.testing.assert_array_equal(filled[:, hidden[::-1]], 1.0)  # the seen side is kept
+    np.testing.assert_array_equal(fill_hidden_side(coverage, x0, y_top, chin_y, 0.0, outline), coverage)
+
+
+def test_no_hair_over_the_face_below_the_brows():
+    """Coverage built in code: hair everywhere. Inside the face outline it stays down to the
+    brows (a fringe) and is gone below them; outside the outline it stays."""
+    from pipeline.hair import EDGE_SOFTNESS, clear_the_face
+
+    rows = 60
+    cols, x0, xs = _grid(rows)
+    y_top = 1.2
+    ys = y_top - GRID_STEP * np.arange(rows)
+    outline = _square(0.0, 0.0, 0.8)
+    brow_y = 0.3
+    cleared = clear_the_face(np.ones((rows, cols), np.float32), x0, y_top, outline, brow_y)
+    inside_x = np.abs(xs) < 0.7
+    assert cleared[np.ix_((ys < brow_y - EDGE_SOFTNESS) & (ys > -0.75), inside_x)].max() == 0.0  # eyes, cheeks
+    assert cleared[np.ix_((ys > brow_y) & (ys < 0.75), inside_x)].min() > 0.5  # fringe to the brows
+    assert cleared[:, np.abs(xs) > 0.9].min() == 1.0  # beside the face
+    assert cleared[(ys > 0.85) | (ys < -0.85)].min() == 1.0  # above and below it
+
+
+def _real_hair(photo_path, session_config):
+    from pipeline.validate import validate_image
+
+    photo = validate_image(photo_path, session_config).image
+    face = detect_landmarks(photo, session_config)
+    stylized = CartoonStylizer().stylize(photo, face, "toon", seed=0).image
+    fused = fuse_template(face, stylized, photo, "default")
+    parts = {p.name: p.mesh for p in fused.parts}
+    return face, parts["hair"], parts["head"]
+
+
+def test_a_turned_portraits_hair_is_not_lopsided(session_config):
+    """luispedro's portrait (mahotas) turns about 26 degrees: before the hidden side was
+    filled, his hair stood out on one side of the head only."""
+    from tests.conftest import ROOT
+
+    face, hair, head = _real_hair(ROOT / "assets" / "people" / "luispedro.jpg", session_config)
+    assert abs(face.pose.yaw) > 15
+    # How far the shell stands out on each side of the head (90th percentile of its distance
+    # from the head's centre, beside the face): 14% apart before the fill.
+    offset = hair.vertices - head.bounds.mean(axis=0)
+    reach = np.linalg.norm(offset, axis=1)
+    beside = np.abs(offset[:, 0]) > 0.2 * head.extents[0]
+    left, right = (float(np.percentile(reach[beside & side], 90)) for side in (offset[:, 0] < 0, offset[:, 0] > 0))
+    assert abs(left - right) < 0.05 * (left + right) / 2, (left, right)
