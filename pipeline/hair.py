@@ -207,9 +207,9 @@ def fill_hidden_side(
     volume built from that is lopsided. On the columns the photo sees worse than their mirror
     (the face texture's rule, :func:`pipeline.face_texture.mirror_weight`), each point above
     the chin and outside the face outline (``face_outline``, frontal x, y) keeps the larger of
-    its own and its mirror's coverage. Never inside the outline: mirrored there, a fringe
-    swept to one side came down over the other eye. Never below the chin: long hair mirrored
-    there ran into the shoulder behind and left a sub-millimetre wall."""
+    its own and its mirror's coverage. Never inside the outline: the face there is the photo's
+    own, and a fringe swept to one side is not copied onto the other. Never below the chin:
+    long hair mirrored there ran into the shoulder behind and left a sub-millimetre wall."""
     rows, cols = coverage.shape
     xs = x0 + GRID_STEP * np.arange(cols)
     ys = y_top - GRID_STEP * np.arange(rows)
