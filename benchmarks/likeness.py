@@ -85,7 +85,9 @@ TARGET_MEDIAN = {"cartoon": 0.42, "figurine": 0.50, "grey": 0.60, "colour_print"
 HAIR_DELTA_E_LIMIT = 20.0  # CIEDE2000, from issue 10
 
 BACKGROUND = (0.96, 0.96, 0.97, 1.0)
-CLAY_RGBA = (0.36, 0.36, 0.36, 1.0)  # linear (sRGB ~0.63): a mid grey like unpainted PLA
+# The one-colour view's grey (pipeline.export.CLAY_RGB, sRGB 161: a mid grey like unpainted
+# PLA) in linear light, as pyrender takes it.
+CLAY_RGBA = (0.36, 0.36, 0.36, 1.0)
 
 
 # --------------------------------------------------------------------------- people

@@ -44,12 +44,15 @@ import trimesh  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks import likeness  # noqa: E402
+from pipeline.body import FigurinePart  # noqa: E402
+from pipeline.colorprint import hex_to_rgb, nearest_colour  # noqa: E402
+from pipeline.export import CLAY_RGB  # noqa: E402
 
 RESULTS_PATH = ROOT / "benchmarks" / "results" / "likeness_limits.json"
 DOC_PATH = ROOT / "docs" / "likeness_limits.md"
 LUMA = np.array([0.299, 0.587, 0.114])
 INK_SHARE = 0.55  # of the skin's lightness: darker texels are ink (as pipeline.sculpt carves)
-CLAY_SRGB = 161  # likeness.CLAY_RGBA (linear 0.36) in 8-bit sRGB
+CLAY_SRGB = CLAY_RGB[0]  # the grey of the one-colour view and of likeness.py's clay render
 
 KIND_NOTES = {
     "grey": "figurine.stl in clay (likeness.py)",
@@ -80,10 +83,12 @@ def _part_srgb(mesh: trimesh.Trimesh) -> np.ndarray:
 
 
 def _plain(mesh: trimesh.Trimesh, grey: float) -> None:
-    linear = (np.clip(grey, 0, 255) / 255.0) ** 2.2
+    level = int(np.clip(round(grey), 0, 255))
     mesh.visual = trimesh.visual.TextureVisuals(
         material=trimesh.visual.material.PBRMaterial(
-            baseColorFactor=[linear, linear, linear, 1.0], metallicFactor=0.0, roughnessFactor=0.65
+            baseColorFactor=FigurinePart("clay", mesh, (level,) * 3).linear_rgba(),
+            metallicFactor=0.0,
+            roughnessFactor=0.65,
         )
     )
 
@@ -108,12 +113,8 @@ def grey_texture(texture: np.ndarray, ink_only: bool) -> np.ndarray:
 
 def palette_texture(texture: np.ndarray, palette_rgb: np.ndarray) -> np.ndarray:
     """Each texel replaced by the nearest palette colour in CIELAB."""
-    from pipeline.colorprint import srgb_to_lab
-
-    lab = srgb_to_lab(texture.reshape(-1, 3))
-    palette_lab = srgb_to_lab(np.asarray(palette_rgb, np.uint8).reshape(-1, 3))
-    nearest = ((lab[:, None] - palette_lab[None]) ** 2).sum(axis=-1).argmin(axis=1)
-    return np.asarray(palette_rgb, np.uint8)[nearest].reshape(texture.shape)
+    palette_rgb = np.asarray(palette_rgb, np.uint8)
+    return palette_rgb[nearest_colour(texture, palette_rgb)]
 
 
 def restyled(glb_path: Path, kind: str, palette_rgb: np.ndarray | None = None) -> trimesh.Scene:
@@ -149,7 +150,7 @@ def person_images(person: likeness.Person, work_dir: Path) -> dict[str, np.ndarr
     from pipeline.runner import run
 
     result = run(likeness.load_photo(person), out_dir=work_dir)
-    palette = np.array([[int(c.hex[i : i + 2], 16) for i in (1, 3, 5)] for c in result.colour_print.palette])
+    palette = np.array([hex_to_rgb(c.hex) for c in result.colour_print.palette], np.uint8)
     images = {
         "grey": likeness.render_stl_grey(result.stl_path, result.glb_path),
         "colour_print": likeness.render_colour_print(result.threemf_path, result.glb_path),

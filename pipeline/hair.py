@@ -147,6 +147,12 @@ def _segment(photo: np.ndarray, face: FaceAnalysis, factor: float) -> HairSegmen
     return HairSegmentation(mask, (int(rgb_med[0]), int(rgb_med[1]), int(rgb_med[2])))
 
 
+def _axes(shape: tuple[int, int], x0: float, y_top: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frontal x of each column and y of each row of a coverage grid (row 0 at the top)."""
+    rows, cols = shape
+    return x0 + GRID_STEP * np.arange(cols), y_top - GRID_STEP * np.arange(rows)
+
+
 def frontal_coverage(
     mask: np.ndarray, to_image, chin_y: float, crown_y: float, forehead_y: float
 ) -> tuple[np.ndarray, float, float]:
@@ -159,7 +165,7 @@ def frontal_coverage(
     x0, y_top = -GRID_HALF_WIDTH, crown_y
     cols = int(round(2 * GRID_HALF_WIDTH / GRID_STEP)) + 1
     rows = int(round((crown_y - (chin_y - 1.6)) / GRID_STEP)) + 1
-    gx, gy = np.meshgrid(x0 + GRID_STEP * np.arange(cols), y_top - GRID_STEP * np.arange(rows))
+    gx, gy = np.meshgrid(*_axes((rows, cols), x0, y_top))
     pos = to_image(np.column_stack([gx.ravel(), gy.ravel()])).astype(np.float32)
     map_x, map_y = pos[:, 0].reshape(rows, cols), pos[:, 1].reshape(rows, cols)
 
@@ -191,9 +197,7 @@ def clear_the_face(coverage: np.ndarray, x0: float, y_top: float, face_outline: 
     """``coverage`` with no hair inside the face outline below the brows: hair across the eyes
     and cheeks is something in front of the face (the texture drops it too), not a hairstyle
     to sculpt. A fringe down to the brows stays."""
-    rows, cols = coverage.shape
-    xs = x0 + GRID_STEP * np.arange(cols)
-    ys = y_top - GRID_STEP * np.arange(rows)
+    xs, ys = _axes(coverage.shape, x0, y_top)
     below = _smoothstep((brow_y - ys) / EDGE_SOFTNESS)[:, None]
     return coverage * (1.0 - below * _inside(xs, ys, face_outline))
 
@@ -210,10 +214,8 @@ def fill_hidden_side(
     its own and its mirror's coverage. Never inside the outline: the face there is the photo's
     own, and a fringe swept to one side is not copied onto the other. Never below the chin:
     long hair mirrored there ran into the shoulder behind and left a sub-millimetre wall."""
-    rows, cols = coverage.shape
-    xs = x0 + GRID_STEP * np.arange(cols)
-    ys = y_top - GRID_STEP * np.arange(rows)
-    weight = np.repeat(mirror_weight(cols, xs[0], xs[-1], yaw_deg)[None, :], rows, axis=0)
+    xs, ys = _axes(coverage.shape, x0, y_top)
+    weight = np.repeat(mirror_weight(len(xs), xs[0], xs[-1], yaw_deg)[None, :], len(ys), axis=0)
     weight *= (ys > chin_y)[:, None]
     if weight.any():
         weight *= ~_inside(xs, ys, face_outline)
@@ -234,9 +236,7 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 def hair_shape(coverage: np.ndarray, x0: float, y_top: float, chin_y: float, forehead_y: float) -> HairShape:
     """Style (short, long, voluminous) and parting side from the frontal coverage."""
-    rows, cols = coverage.shape
-    ys = y_top - GRID_STEP * np.arange(rows)
-    xs = x0 + GRID_STEP * np.arange(cols)
+    xs, ys = _axes(coverage.shape, x0, y_top)
     beside = (np.abs(xs) > 0.95) & (np.abs(xs) < 1.9)
     below_chin = (ys < chin_y + 0.3) & (ys > chin_y - 0.6)
     long_share = float(coverage[np.ix_(below_chin, beside)].mean()) if below_chin.any() else 0.0
@@ -267,9 +267,8 @@ def hair_volume(
     soft edges that follow the hairline instead of a staircase.
     """
     cov = shape.coverage
-    rows, cols = cov.shape
-    ys = shape.y_top - GRID_STEP * np.arange(rows)
-    xs = shape.x0 + GRID_STEP * np.arange(cols)
+    rows = cov.shape[0]
+    xs, ys = _axes(cov.shape, shape.x0, shape.y_top)
 
     # Silhouette: how far the hair reaches sideways at each height, each side, smoothed.
     def reach(side: np.ndarray) -> np.ndarray:
