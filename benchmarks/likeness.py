@@ -56,6 +56,7 @@ import numpy as np  # noqa: E402
 import trimesh  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from pipeline.body import FigurinePart  # noqa: E402
 from pipeline.timing import timed  # noqa: E402
 from tools.fetch_test_people import CACHE_ENV as PEOPLE_CACHE_ENV  # noqa: E402
 from tools.fetch_test_people import SETUP_COMMAND as FETCH_COMMAND  # noqa: E402
@@ -371,8 +372,18 @@ def read_3mf_coloured(threemf_path: Path) -> trimesh.Trimesh:
 def _render_painted(thread: _RenderThread, mesh: trimesh.Trimesh, box: HeadBox, size: int) -> np.ndarray:
     import pyrender
 
+    from pipeline.render import flat_coloured
+
+    # One flat-coloured part per filament, drawn as the product's print preview draws them:
+    # pyrender takes vertex colours as linear light, and the file's sRGB colours given as they
+    # stand came out paler than the filaments (a skin of #d08f69 showed as #e9c3a9).
+    colours, labels = np.unique(mesh.visual.face_colors[:, :3], axis=0, return_inverse=True)
+    parts = [
+        FigurinePart(f"filament_{i + 1}", mesh.submesh([labels.ravel() == i], append=True), tuple(int(c) for c in rgb))
+        for i, rgb in enumerate(colours)
+    ]
     scene = pyrender.Scene(bg_color=BACKGROUND, ambient_light=(0.35, 0.35, 0.35))
-    scene.add(pyrender.Mesh.from_trimesh(mesh, smooth=False))  # flat: one filament per triangle
+    scene.add(pyrender.Mesh([flat_coloured(parts, pyrender)]))
     _frame_head(scene, box, size)
     _add_lights(scene, box, key=2.0, fill=1.0, rim=0.8)
     colour, _ = thread.offscreen(size).render(scene)

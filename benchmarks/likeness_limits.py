@@ -45,7 +45,7 @@ from PIL import Image  # noqa: E402
 
 from benchmarks import likeness  # noqa: E402
 from pipeline.body import FigurinePart  # noqa: E402
-from pipeline.colorprint import hex_to_rgb, nearest_colour  # noqa: E402
+from pipeline.colorprint import hex_to_rgb, nearest_colour, srgb_to_lab  # noqa: E402
 from pipeline.export import CLAY_RGB  # noqa: E402
 
 RESULTS_PATH = ROOT / "benchmarks" / "results" / "likeness_limits.json"
@@ -62,7 +62,10 @@ KIND_NOTES = {
     "clay_face": "+ the whole face texture in grey",
     "colour_print": "figurine.3mf in its filaments (likeness.py)",
     "palette_per_pixel": "GLB, face texture mapped per texel to the 3MF's filaments",
+    "face_in_2_tones": "GLB, face texture in its best 2 colours, other parts their own",
+    "face_in_3_tones": "GLB, face texture in its best 3 colours, other parts their own",
 }
+TONE_KINDS = {"face_in_2_tones": 2, "face_in_3_tones": 3}
 
 
 def _face_part(scene: trimesh.Scene) -> str:
@@ -117,6 +120,21 @@ def palette_texture(texture: np.ndarray, palette_rgb: np.ndarray) -> np.ndarray:
     return palette_rgb[nearest_colour(texture, palette_rgb)]
 
 
+def tone_texture(texture: np.ndarray, tones: int) -> np.ndarray:
+    """The texture (RGB uint8) in its best ``tones`` colours: k-means in CIELAB (fixed seed),
+    each texel replaced by the mean sRGB colour of its cluster."""
+    import cv2
+
+    flat = texture.reshape(-1, 3)
+    lab = srgb_to_lab(flat).reshape(-1, 3).astype(np.float32)
+    cv2.setRNGSeed(0)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    _, labels, _ = cv2.kmeans(lab, tones, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
+    labels = labels.ravel()
+    means = np.array([flat[labels == k].mean(axis=0) for k in range(tones)])
+    return np.rint(means[labels]).astype(np.uint8).reshape(texture.shape)
+
+
 def restyled(glb_path: Path, kind: str, palette_rgb: np.ndarray | None = None) -> trimesh.Scene:
     """The figurine's GLB scene painted as ``kind`` (one of GLB_KINDS)."""
     out = trimesh.load(glb_path)
@@ -130,10 +148,12 @@ def restyled(glb_path: Path, kind: str, palette_rgb: np.ndarray | None = None) -
         grey = CLAY_SRGB
         if kind == "clay_ink_hair" and name == "hair":
             grey = CLAY_SRGB * float(_part_srgb(mesh) @ LUMA) / max(skin_lum, 1.0)
-        if kind != "palette_per_pixel":
+        if kind not in ("palette_per_pixel", *TONE_KINDS):
             _plain(mesh, grey)
     if kind == "palette_per_pixel":
         painted = palette_texture(texture, palette_rgb)
+    elif kind in TONE_KINDS:
+        painted = tone_texture(texture, TONE_KINDS[kind])
     elif kind == "clay":
         painted = np.full_like(texture, CLAY_SRGB)
     else:
@@ -142,8 +162,8 @@ def restyled(glb_path: Path, kind: str, palette_rgb: np.ndarray | None = None) -
     return out
 
 
-GLB_KINDS = ("clay", "clay_ink", "clay_ink_hair", "clay_face", "palette_per_pixel")
-KINDS = ("grey", *GLB_KINDS[:4], "colour_print", GLB_KINDS[4])
+GLB_KINDS = ("clay", "clay_ink", "clay_ink_hair", "clay_face", "palette_per_pixel", *TONE_KINDS)
+KINDS = ("grey", *GLB_KINDS[:4], "colour_print", *GLB_KINDS[4:])
 
 
 def person_images(person: likeness.Person, work_dir: Path) -> dict[str, np.ndarray]:
@@ -207,7 +227,11 @@ def markdown(report: dict) -> str:
         "How to read it: the `clay_*` rows keep the figurine's shape and paint back, in grey, one "
         "thing a one-colour print cannot carry. `palette_per_pixel` maps every texel of the face to "
         "its nearest filament of the 3MF, with no mesh in the way: when `colour_print` scores about "
-        "the same, the palette, not the mesh, is what limits the colour print.",
+        "the same, the palette, not the mesh, is what limits the colour print. The `face_in_*_tones` "
+        "rows give the face its own best 2 or 3 colours and every other part its true colour: the "
+        "most a palette can do with that many filaments for the face. At the default 4 filaments, "
+        "skin, eyes, hair and outfit each take one (issue 11), so the face has 2 of them unless the "
+        "hair is as dark as the eyes and shares theirs.",
         "",
         f"Measured {report['date']} on {report['machine']}.",
         "",

@@ -69,7 +69,7 @@ class PreviewRenderer:
                 scene.add(pyrender.Mesh.from_trimesh(part.mesh, smooth=True), pose=spin)
         plain = [p for p in parts if not p.textured]
         if plain:
-            scene.add(pyrender.Mesh([_flat_coloured(plain, pyrender)]), pose=spin)
+            scene.add(pyrender.Mesh([flat_coloured(plain, pyrender)]), pose=spin)
         centre = (lo + hi) / 2
         height = float(hi[1] - lo[1])
         fov = np.radians(30.0)
@@ -97,7 +97,7 @@ def _preview_shaders(pyrender):
     return PreviewShaders()
 
 
-def _flat_coloured(parts: list[FigurinePart], pyrender) -> "pyrender.Primitive":
+def flat_coloured(parts: list[FigurinePart], pyrender) -> "pyrender.Primitive":
     """Every plain part as one flat-shaded primitive with per-vertex colours: one draw call
     and one buffer upload instead of one per part (most of a render's CPU time here)."""
     triangles = [p.mesh.vertices[p.mesh.faces].reshape(-1, 3) for p in parts]

@@ -226,3 +226,30 @@ def test_no_wall_is_thinner_than_the_printable_minimum(person_id, renders):
         f"{person_id}: {thin} of {walls.samples} sampled points have a wall under {MIN_WALL_MM} mm "
         f"(thinnest {walls.min:.2f} mm at {np.round(walls.thinnest_point, 1)} mm, z up)"
     )
+
+
+def test_colour_print_shows_each_filament_in_its_own_colour(tmp_path):
+    """The colour print's render draws a filament as the textured render draws a part of the
+    same colour: the 3MF's sRGB colours in linear light, as the GLB's materials are."""
+    from benchmarks.likeness import render_colour_print, render_figurine_front
+    from pipeline.body import FigurinePart
+    from pipeline.export import figure_scene
+    from pipeline.threemf import PrintSettings, write_3mf
+
+    skin = (208, 143, 105)
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    glb = tmp_path / "ball.glb"
+    figure_scene([FigurinePart("head", ball, skin)], metres=0.1).export(glb)
+    solid = ball.copy()
+    solid.apply_translation(-solid.bounds[0])
+    solid.apply_scale(100.0)
+    solid.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))  # y up -> z up
+    solid.apply_translation([0.0, 0.0, -solid.bounds[0][2]])
+    threemf = write_3mf(
+        tmp_path / "ball.3mf", solid.vertices, solid.faces, np.zeros(len(solid.faces), np.int64),
+        ["#%02x%02x%02x" % skin], PrintSettings(supports=False),
+    )
+    painted = render_colour_print(threemf, glb)
+    textured = render_figurine_front(glb)
+    centre = (slice(140, 180), slice(140, 180))
+    assert np.abs(painted[centre].mean(axis=(0, 1)) - textured[centre].mean(axis=(0, 1))).max() < 6

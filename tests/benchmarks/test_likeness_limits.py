@@ -12,6 +12,7 @@ from benchmarks.likeness_limits import (
     grey_texture,
     palette_texture,
     restyled,
+    tone_texture,
 )
 from pipeline.body import FigurinePart
 from pipeline.export import figure_scene
@@ -45,6 +46,15 @@ def test_palette_texture_uses_only_the_nearest_filaments():
     assert tuple(out[27, 15]) == (20, 20, 20) and tuple(out[0, 0]) == (230, 190, 160)
 
 
+def test_tone_texture_keeps_the_face_in_its_own_best_colours():
+    texture = face_texture()
+    two, three = tone_texture(texture, 2), tone_texture(texture, 3)
+    assert {tuple(c) for c in three.reshape(-1, 3)} == {SKIN, INK, SHADOW}  # 3 tones: exact
+    assert len({tuple(c) for c in two.reshape(-1, 3)}) == 2
+    # 2 tones: the small shadow joins the skin, the eye stays dark
+    assert np.abs(two[0, 0].astype(int) - SKIN).max() <= 3 and tuple(two[27, 15]) == INK
+
+
 def test_restyled_repaints_the_glb(tmp_path):
     head = trimesh.creation.icosphere(subdivisions=2)
     uv = (head.vertices[:, :2] + 1) / 2
@@ -71,3 +81,5 @@ def test_restyled_repaints_the_glb(tmp_path):
     assert np.allclose(hair_factor(painted["clay"]), hair_factor(painted["clay_ink"]))
     assert hair_factor(painted["clay_ink_hair"]).max() < hair_factor(painted["clay"]).min()
     assert hair_factor(painted["palette_per_pixel"])[0] > hair_factor(painted["palette_per_pixel"])[2]
+    assert len({tuple(c) for c in texture(painted["face_in_3_tones"]).reshape(-1, 3)}) == 3
+    assert np.allclose(hair_factor(painted["face_in_2_tones"]), hair_factor(painted["palette_per_pixel"]))
