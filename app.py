@@ -400,7 +400,10 @@ def _colour_print_controls() -> dict[str, Any]:
         precision=0,
         step=1,
         label="Filament colours",
-        info=f"{MIN_COLORS}-{MAX_COLORS} colours for the 3MF colour print; 1 prints in one colour.",
+        info=(
+            f"{MIN_COLORS}-{MAX_COLORS} colours for the 3MF colour print; 1 prints in one colour. At 4, skin, "
+            "eyes, hair and outfit get one each; 5 or more add a shadow tone to the face."
+        ),
         elem_id="colors",
     )
     my_filaments = gr.Checkbox(

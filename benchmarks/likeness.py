@@ -531,15 +531,15 @@ def _downscaled(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(pil)
 
 
-def make_renders(person: Person, out_dir: Path) -> PersonRenders:
-    """Run the real pipeline (default options) on the person's photo and render the compared
-    images."""
-    from pipeline.runner import run  # imported here: the render and measure helpers need no pipeline
+def make_renders(person: Person, out_dir: Path, colors: int | None = None) -> PersonRenders:
+    """Run the real pipeline (default options; ``colors`` filaments for the 3MF if given) on the
+    person's photo and render the compared images."""
+    from pipeline.runner import Options, run  # imported here: the render and measure helpers need no pipeline
 
     timings: dict[str, float] = {}
     photo = load_photo(person)
     with timed(timings, "pipeline"):
-        result = run(photo, out_dir=out_dir)
+        result = run(photo, Options() if colors is None else Options(colors=colors), out_dir=out_dir)
     with timed(timings, "render_figurine"):
         figurine = render_figurine_front(result.glb_path)
     with timed(timings, "render_grey"):
@@ -633,8 +633,8 @@ class BenchmarkResult:
         }
 
 
-def run_benchmark(people: Sequence[Person], work_dir: Path) -> BenchmarkResult:
-    """The pipeline, the renders and the measures for every person."""
+def run_benchmark(people: Sequence[Person], work_dir: Path, colors: int | None = None) -> BenchmarkResult:
+    """The pipeline, the renders and the measures for every person (``colors``: see make_renders)."""
     timings: dict[str, float] = {}
     with timed(timings, "photo_descriptors"):
         descriptors = photo_descriptors(people)
@@ -645,7 +645,7 @@ def run_benchmark(people: Sequence[Person], work_dir: Path) -> BenchmarkResult:
     measures, all_renders = [], []
     with timed(timings, "people"):
         for person in people:
-            renders = make_renders(person, work_dir / person.id)
+            renders = make_renders(person, work_dir / person.id, colors)
             all_renders.append(renders)
             measures.append(measure_person(renders, descriptors))
     return BenchmarkResult(measures, all_renders, photo_distances, timings)
@@ -810,6 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--people", type=Path, default=PEOPLE_JSON)
     parser.add_argument("--label", help="suffix for the JSON and picture sheet names, e.g. 'before'")
     parser.add_argument("--doc", type=Path, help="default: docs/likeness.md, docs/likeness_LABEL.md with --label")
+    parser.add_argument("--colors", type=int, help="filament colours of the 3MF (default: the pipeline's, 4)")
     args = parser.parse_args(argv)
 
     suffix = f"_{args.label}" if args.label else ""
@@ -819,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     people = load_people(args.people)
     total: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="likeness-") as work, timed(total, "total"):
-        result = run_benchmark(people, Path(work))
+        result = run_benchmark(people, Path(work), args.colors)
         sheet = picture_sheet(result)
     result.timings_ms.update(total)
 
